@@ -1,0 +1,1 @@
+"""Model families. Each builder turns a small frozen config into an ``nn.Module``."""
