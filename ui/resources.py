@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 from torch import nn
 
-from vision_core import WeightsMissingError, get_spec, list_models, load_model, load_mnist
+from vision_core import WeightsMissingError, get_spec, list_models, load_mnist, load_model
 from vision_core.checkpoints import CheckpointError, ModelCard, read_card
 from vision_core.data import MNISTSplit
 

@@ -58,11 +58,17 @@ class ModelCard:
         if not isinstance(values, dict):
             raise CheckpointError("model card must be a JSON object")
         known = {f.name for f in dataclasses.fields(cls)}
-        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
         if missing := required - set(values):
             raise CheckpointError(f"model card lacks {sorted(missing)}")
         if values.get("architecture") not in ARCHITECTURES:
-            raise CheckpointError(f"model card names unknown architecture {values.get('architecture')!r}; known: {sorted(ARCHITECTURES)}")
+            raise CheckpointError(
+                f"model card names unknown architecture {values.get('architecture')!r}; known: {sorted(ARCHITECTURES)}"
+            )
         return cls(**{k: v for k, v in values.items() if k in known})
 
 

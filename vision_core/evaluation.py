@@ -18,7 +18,10 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 100
     was_training = model.training
     model.eval()
     try:
-        chunks = [model(mnist_to_input(images[i : i + batch_size].to(device))).float() for i in range(0, len(images), batch_size)]
+        chunks = [
+            model(mnist_to_input(images[i : i + batch_size].to(device))).float()
+            for i in range(0, len(images), batch_size)
+        ]
     finally:
         model.train(was_training)
     return torch.cat(chunks)

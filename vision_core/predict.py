@@ -37,7 +37,9 @@ def classify_digit_input(model_input: torch.Tensor, model: nn.Module) -> DigitPr
     logits = model(model_input.unsqueeze(0).to(_device_of(model)))
     probs = torch.softmax(logits.float(), dim=1)[0].cpu()
     seconds = time.perf_counter() - start
-    return DigitPrediction(label=int(probs.argmax()), probs=tuple(probs.tolist()), model_input=model_input, seconds=seconds)
+    return DigitPrediction(
+        label=int(probs.argmax()), probs=tuple(probs.tolist()), model_input=model_input, seconds=seconds
+    )
 
 
 def predict_digit(image: np.ndarray | Image.Image, model: nn.Module) -> DigitPrediction:
@@ -81,4 +83,6 @@ def predict_digits(image: np.ndarray | Image.Image, models: Mapping[str, nn.Modu
     start = time.perf_counter()
     steps = digit_steps(image)
     preprocess_seconds = time.perf_counter() - start
-    return DigitReport(steps=steps, predictions=predict_prepared(steps.centered, models), preprocess_seconds=preprocess_seconds)
+    return DigitReport(
+        steps=steps, predictions=predict_prepared(steps.centered, models), preprocess_seconds=preprocess_seconds
+    )

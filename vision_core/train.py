@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -51,9 +51,15 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(event, RunFinished):
             finished = event
         elif event.kind == "step" and event.step % args.print_every == 0:
-            print(f"  step {event.step:6d}  epoch {event.epoch:3d}  loss {event.loss:.4f}  lr {event.lr:.2e}  {event.samples_per_s:,.0f} img/s", flush=True)
+            print(
+                f"  step {event.step:6d}  epoch {event.epoch:3d}  loss {event.loss:.4f}  lr {event.lr:.2e}  {event.samples_per_s:,.0f} img/s",
+                flush=True,
+            )
         elif event.kind == "epoch":
-            print(f"epoch {event.epoch:3d} {event.split:5s}  loss {event.loss:.4f}  acc {event.accuracy:.4%}  ({event.elapsed:.0f} s)", flush=True)
+            print(
+                f"epoch {event.epoch:3d} {event.split:5s}  loss {event.loss:.4f}  acc {event.accuracy:.4%}  ({event.elapsed:.0f} s)",
+                flush=True,
+            )
 
     spec = get_spec(args.model)
     name = args.name or args.model
@@ -66,11 +72,17 @@ def main(argv: list[str] | None = None) -> int:
         num_params=finished.num_params,
         recipe=dataclasses.asdict(cfg),
         seed=cfg.seed,
-        data=f"MNIST train, {min(cfg.train_size, 60_000):,} images" + (", augmented with DigitAugment" if cfg.augment else ""),
-        metrics={"accuracy": finished.accuracy, "f1_macro": finished.f1_macro, "loss": finished.loss, "n": finished.n_test},
+        data=f"MNIST train, {min(cfg.train_size, 60_000):,} images"
+        + (", augmented with DigitAugment" if cfg.augment else ""),
+        metrics={
+            "accuracy": finished.accuracy,
+            "f1_macro": finished.f1_macro,
+            "loss": finished.loss,
+            "n": finished.n_test,
+        },
         train_seconds=round(finished.train_seconds, 1),
         device=finished.device,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     path = save_checkpoint(finished.model.cpu(), card, args.out)
     print(

@@ -140,7 +140,7 @@ def config_from_dict(architecture: str, values: dict[str, Any]) -> Any:
 
 def build_digit_model(architecture: str, config: Any = None) -> nn.Module:
     """A freshly initialised digit model; ``config`` defaults to the architecture's defaults."""
-    config_cls, module_cls = ARCHITECTURES[architecture] if architecture in ARCHITECTURES else (None, None)
-    if module_cls is None:
+    if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
+    config_cls, module_cls = ARCHITECTURES[architecture]
     return module_cls(config if config is not None else config_cls())
