@@ -34,7 +34,7 @@ def test_home_page_shows_purpose_device_and_models(app):
 
 
 def test_draw_page_starts_with_a_hint_not_noise(app):
-    app.switch_page("pages/draw.py").run()
+    app.switch_page("app_pages/draw.py").run()
     assert not app.exception and not app.error
     assert any("Draw a digit" in info.value for info in app.info)
     assert not app.metric  # no predictions for an empty canvas
@@ -42,7 +42,7 @@ def test_draw_page_starts_with_a_hint_not_noise(app):
 
 def test_draw_page_reads_a_photographed_digit(app):
     """A photo of paper: dark strokes on light grey, off-centre. The page inverts, centres and predicts."""
-    app.switch_page("pages/draw.py").run()
+    app.switch_page("app_pages/draw.py").run()
     app.radio[0].set_value("Upload a photo of a handwritten digit").run()
     strokes = draw_digit(7, DrawStyle(height=150, center=(90, 180), stroke_width=16, rotation=6))[..., 0]
     paper = (230 - strokes.astype(np.float32) * 0.8).astype(np.uint8)
@@ -51,11 +51,13 @@ def test_draw_page_reads_a_photographed_digit(app):
     assert [m.label for m in app.metric] == TITLES
     assert [m.value for m in app.metric] == ["7"] * len(TITLES)
     assert any(f"All {len(TITLES)} models say **7**" in s.value for s in app.success)
-    assert any("What every model sees" in str(image.proto) for image in app.get("imgs"))
+    captions = [caption for image in app.get("image") for caption in image.captions]
+    assert "What every model sees: 28 × 28 pixels" in captions
+    assert {"1. strokes", "2. cropped", "3. fit 20 × 20", "4. centred"} <= set(captions)
 
 
 def test_draw_page_explains_a_bad_upload(app):
-    app.switch_page("pages/draw.py").run()
+    app.switch_page("app_pages/draw.py").run()
     app.radio[0].set_value("Upload a photo of a handwritten digit").run()
     app.file_uploader[0].set_value(("digit.png", b"this is not a PNG", "image/png")).run()
     assert not app.exception
@@ -64,7 +66,7 @@ def test_draw_page_explains_a_bad_upload(app):
 
 
 def test_random_mnist_digit_shows_three_predictions(app):
-    app.switch_page("pages/draw.py").run()
+    app.switch_page("app_pages/draw.py").run()
     next(b for b in app.button if "Random MNIST" in b.label).click().run()
     assert not app.exception
     assert [m.label for m in app.metric] == TITLES
@@ -88,7 +90,7 @@ def drawing_page_with_canvas(drawing_path: str) -> None:
         image_data = np.load(drawing_path)
 
     sys.modules["streamlit_drawable_canvas"] = types.SimpleNamespace(st_canvas=lambda **kwargs: Result())
-    runpy.run_path(str(Path.cwd() / "pages" / "draw.py"), run_name="__main__")
+    runpy.run_path(str(Path.cwd() / "app_pages" / "draw.py"), run_name="__main__")
 
 
 def test_a_canvas_drawing_goes_through_the_page(tmp_path, root, monkeypatch):

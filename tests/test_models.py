@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from vision_core import evaluate, get_spec, list_models, load_model, predict_digit
+from vision_core import evaluate, get_spec, list_models, load_model, predict_digit, registry
 from vision_core.checkpoints import count_parameters, read_card
 from vision_core.registry import ModelSpec, WeightsMissingError, register
 
@@ -75,10 +75,10 @@ def test_registry_refuses_duplicates_and_explains_unknown_names():
         get_spec("lenet-9000")
 
 
-def test_missing_weights_say_how_to_rebuild(tmp_path):
+def test_missing_weights_say_how_to_rebuild(tmp_path, monkeypatch):
     spec = get_spec("lenet")
     ghost = ModelSpec(**{**spec.__dict__, "name": "ghost-lenet", "checkpoint": tmp_path / "ghost.safetensors"})
-    register(ghost)
+    monkeypatch.setitem(registry._REGISTRY, ghost.name, ghost)  # registered for this test only
     with pytest.raises(WeightsMissingError, match=r"python -m vision_core\.train lenet"):
         load_model("ghost-lenet")
 

@@ -8,7 +8,15 @@ from streamlit_drawable_canvas import st_canvas
 
 from ui.digits import show_model_input, show_predictions
 from ui.resources import cached_mnist, digit_models
-from vision_core import EmptyDrawingError, ImageError, load_image, mnist_to_input, predict_digits, predict_prepared, to_image
+from vision_core import (
+    EmptyDrawingError,
+    ImageError,
+    load_image,
+    mnist_to_input,
+    predict_digits,
+    predict_prepared,
+    to_image,
+)
 
 CANVAS_SIZE = 280
 DRAW, UPLOAD = "Draw on the canvas", "Upload a photo of a handwritten digit"
@@ -47,7 +55,9 @@ with left:
             st.rerun()
         image = canvas.image_data
     else:
-        upload = st.file_uploader("A photo or scan of one handwritten digit", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"])
+        upload = st.file_uploader(
+            "A photo or scan of one handwritten digit", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"]
+        )
         if upload is not None:
             try:
                 image = load_image(upload.getvalue())
@@ -60,6 +70,7 @@ report = None
 if image is not None:
     try:
         report = predict_digits(image, models)
+        st.session_state["last_drawing"] = report.steps.centered  # the Augmentation lab's "my drawing" source
     except EmptyDrawingError:
         report = None
 with right:
@@ -80,6 +91,8 @@ if "mnist_index" in st.session_state:
     index = st.session_state.mnist_index
     digit_column, predictions_column = st.columns([1, 3])
     model_input = mnist_to_input(test.images[index : index + 1])[0]  # MNIST digits need no preprocessing
-    digit_column.image(to_image(model_input, size=168), caption=f"Test image #{index}, labelled {int(test.labels[index])}")
+    digit_column.image(
+        to_image(model_input, size=168), caption=f"Test image #{index}, labelled {int(test.labels[index])}"
+    )
     with predictions_column:
         show_predictions(predict_prepared(model_input, models), key="mnist")
