@@ -36,3 +36,11 @@ train: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# Pre-fetch every pretrained torchvision weight file the app uses (Photo explorer: ResNet-50, Swin-T, Faster R-CNN;
+# Fine-tune page: its ImageNet backbones) into the torch hub cache ($TORCH_HOME/hub/checkpoints, default
+# ~/.cache/torch/hub), so a classroom works offline. `python -m vision_core.weights --list` shows what is there.
+# EfficientNet-Lite0 needs nothing: its weights come with requirements.txt.
+.PHONY: weights
+weights: $(STAMP)
+	$(BIN)/python -m vision_core.weights

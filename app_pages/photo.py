@@ -1,0 +1,245 @@
+"""Photo explorer: what ImageNet networks think of a photo, how they see it, and which objects a detector finds."""
+
+import hashlib
+import time
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from ui.resources import cached_model
+from vision_core import ImageError, describe_device, get_spec, list_models, load_image, resolve_device
+from vision_core.checkpoints import CheckpointError
+from vision_core.images import DETECTION_DRAFT_SIZE, PHOTO_DRAFT_SIZE
+from vision_core.models.imagenet import WeightsDownloadError
+from vision_core.photo import (
+    DEFAULT_CLASSIFIER,
+    FALLBACK_CLASSIFIER,
+    analyze,
+    detect,
+    fast_precision,
+    first_layer_filters,
+    grad_cam,
+)
+from vision_core.registry import WeightsMissingError, fetch_weights, weights_available, weights_path
+from vision_core.visuals import cam_overlay, denormalize, draw_detections, feature_grid, filter_grid, to_png
+
+SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
+SAMPLE, UPLOAD = "Sample photo", "Upload a photo"
+FIRST_SAMPLE = "chelsea.png"
+MIN_SCORE = 0.05  # detections are computed once down to this score; the slider then filters them instantly
+
+
+def title(name: str) -> str:
+    return get_spec(name).title
+
+
+def download_png(label: str, image, file_name: str, key: str) -> None:
+    """A PNG download; the PNG is only encoded when the button is clicked."""
+    st.download_button(
+        label, data=partial(to_png, image), file_name=file_name, mime="image/png", on_click="ignore", key=key, icon="⬇️"
+    )
+
+
+def offer_download(name: str) -> None:
+    """A button that fetches ``name``'s weights into the torch hub cache, with a progress bar."""
+    spec = get_spec(name)
+    if not st.button(
+        f"Download {spec.title} weights now ({spec.weights.meta['_file_size']:.0f} MB)", key=f"fetch-{name}"
+    ):
+        return
+    bar = st.progress(0.0, text=f"Downloading {spec.title}…")
+
+    def show(done: int, total: int | None) -> None:
+        text = f"Downloading {spec.title}: {done / 1e6:.0f}" + (f" of {total / 1e6:.0f} MB" if total else " MB")
+        bar.progress(min(done / total, 1.0) if total else 0.0, text=text)
+
+    try:
+        fetch_weights(name, progress=show)
+    except (WeightsDownloadError, WeightsMissingError) as error:
+        st.error(
+            f"The download failed: {error}. Offline? Run `make weights` on a machine with internet access and copy "
+            f"`{weights_path(name).parent}` to this one (or point TORCH_HOME at a shared copy)."
+        )
+    else:
+        st.rerun()
+
+
+st.title("Photo explorer")
+st.caption(
+    "Pick a sample photo or upload your own. An ImageNet network names what it sees (top-3), and you can look inside: "
+    "feature maps at early, middle and late layers, the first layer's filters, and Grad-CAM, which shows the regions "
+    "that drove a class. A COCO detector (Faster R-CNN) finds and boxes objects."
+)
+
+# --- which models have their weights here: a file-existence check, so loading the page never touches the network ---
+classifiers = [name for name in list_models(task="imagenet") if weights_available(name)]
+if not weights_available(DEFAULT_CLASSIFIER):
+    st.warning(
+        f"**ResNet-50's pretrained weights are missing** on this machine: there is no "
+        f"`{weights_path(DEFAULT_CLASSIFIER)}`. Fetch them once with **`make weights`** (every pretrained model "
+        f"the app uses, into the torch hub cache; set TORCH_HOME to share one copy in a classroom). Until then this "
+        f"page uses **{title(FALLBACK_CLASSIFIER)}**, whose ImageNet weights ship with the app.",
+        icon="📦",
+    )
+    offer_download(DEFAULT_CLASSIFIER)
+if not classifiers:
+    st.error(f"No ImageNet model has its weights. {get_spec(FALLBACK_CLASSIFIER).rebuild_hint}")
+    st.stop()
+
+# --- the photo ---
+source = st.radio("Photo", [SAMPLE, UPLOAD], horizontal=True, label_visibility="collapsed")
+if source == SAMPLE:
+    names = sorted(path.name for path in SAMPLES.iterdir() if path.suffix in (".png", ".jpg"))
+    sample = st.selectbox("Sample photo", names, index=names.index(FIRST_SAMPLE) if FIRST_SAMPLE in names else 0)
+    data = (SAMPLES / sample).read_bytes()
+else:
+    kinds = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
+    upload = st.file_uploader("A photo (JPEG, PNG, WebP, GIF, BMP or TIFF)", type=kinds)
+    if upload is None:
+        st.info("Upload a photo to explore it, or switch to a sample photo.", icon="📷")
+        st.stop()
+    data = upload.getvalue()
+try:
+    photo = load_image(data, draft_size=PHOTO_DRAFT_SIZE)
+except ImageError as error:
+    st.error(f"Cannot use this file: {error}")
+    st.stop()
+photo_id = hashlib.sha1(data).hexdigest()
+
+# --- models and layers ---
+left, right = st.columns(2)
+default = DEFAULT_CLASSIFIER if DEFAULT_CLASSIFIER in classifiers else FALLBACK_CLASSIFIER
+model_name = left.selectbox("Model", classifiers, index=classifiers.index(default), format_func=title)
+spec = get_spec(model_name)
+others = [name for name in classifiers if name != model_name]
+transformers = [name for name in others if get_spec(name).layers.channels_last]
+compare = right.multiselect("Compare side by side with", others, default=transformers, format_func=title)
+missing = [name for name in list_models(task="imagenet") if name not in classifiers]
+if missing:
+    right.caption(f"Available once their weights are fetched (`make weights`): {', '.join(map(title, missing))}.")
+precision = "fp32"
+if fast_precision(resolve_device()) == "bf16":
+    fast = left.toggle(
+        "Fast mode: bfloat16 arithmetic",
+        value=True,
+        help="This processor computes in bfloat16 natively: ResNet-50 runs in about 0.6x the time. Probabilities "
+        "stay within a few points of float32; switch off to see exactly what float32 computes.",
+    )
+    precision = "bf16" if fast else "fp32"
+
+prediction_area = st.container()  # filled below, once the layer choices (made further down) are known
+st.subheader("Feature maps")
+st.caption(
+    "Forward hooks record each chosen layer's output. Each tile is one channel (a learned detector), strongest mean "
+    "activation first, each scaled to its own range: early layers respond to edges and colours, later ones to parts."
+)
+controls = st.columns([3, 1])
+layers = controls[0].multiselect(
+    "Layers (early to late)", spec.layers.choices, default=spec.layers.defaults, key=f"layers-{model_name}"
+)
+count = controls[1].slider("Channels per layer", min_value=4, max_value=64, value=16, step=4)
+
+try:
+    module = cached_model(model_name)
+    report = analyze(photo, model_name, layers=layers, k=3, module=module, precision=precision)
+    compared = [analyze(photo, name, layers=(), module=cached_model(name), precision=precision) for name in compare]
+except (WeightsMissingError, CheckpointError) as error:
+    st.error(f"Cannot load the model: {error}")
+    st.stop()
+
+with prediction_area:
+    photo_column, *model_columns = st.columns(2 + len(compared))
+    with photo_column:
+        st.image(photo, caption=f"The photo: {photo.width} × {photo.height} px as decoded")
+        _, height, width = report.model_input.shape
+        seen = f"What {spec.title} saw: the {width} × {height} input tensor, de-normalised"
+        st.image(denormalize(report.model_input, spec.mean_std), width=160, caption=seen)
+    for column, result in zip(model_columns, [report, *compared], strict=True):
+        with column:
+            st.markdown(f"**{title(result.model)}**", help=get_spec(result.model).description)
+            for prediction in result.predictions:
+                st.progress(prediction.probability, text=f"{prediction.label}: {prediction.probability:.1%}")
+            st.caption(
+                f"{result.seconds * 1000:.0f} ms on {describe_device()} in {precision}: preprocessing, forward pass, top-3"
+            )
+
+grid_columns = st.columns(min(3, max(1, len(layers))))
+for i, layer in enumerate(layers):
+    grid = feature_grid(report.feature_maps[layer], count=count)
+    channels, height, width = grid.shape
+    with grid_columns[i % len(grid_columns)]:
+        st.image(
+            grid.image,
+            caption=f"{layer}: {channels} channels × {height} × {width} px; the {len(grid.channels)} strongest",
+        )
+        download_png("Feature maps (PNG)", grid.image, f"{model_name}-{layer}-feature-maps.png", key=f"png-{layer}")
+
+st.subheader("First-layer filters")
+filters = first_layer_filters(model_name, module=module)
+number, _, kernel_height, kernel_width = filters.shape
+st.image(
+    filter_grid(filters),
+    width=420,
+    caption=f"The {number} RGB {kernel_height} × {kernel_width} kernels of `{spec.layers.first_conv}`, each scaled to "
+    "its own largest weight (grey is zero): the colour and edge patterns the network looks for in the pixels.",
+)
+
+st.subheader("Grad-CAM: where is the evidence?")
+top = [prediction.index for prediction in report.predictions]
+target = st.selectbox(
+    "Explain the class",
+    [None, *top, *(i for i in range(len(spec.labels)) if i not in top)],
+    format_func=lambda i: f"top-1: {report.predictions[0].label}" if i is None else spec.labels[i],
+)
+cam = grad_cam(photo, model_name, class_index=target, module=module)
+overlay = cam_overlay(denormalize(cam.model_input, spec.mean_std), cam.heatmap)
+cam_column, text_column = st.columns([2, 3])
+with cam_column:
+    st.image(
+        overlay, caption=f"Grad-CAM for “{cam.prediction.label}” ({cam.prediction.probability:.1%}) at `{cam.layer}`"
+    )
+    download_png("Grad-CAM overlay (PNG)", overlay, f"{model_name}-gradcam-{cam.prediction.index}.png", key="png-cam")
+text_column.markdown(
+    "Grad-CAM weighs each channel of the last spatial layer by how much the class score rises when that channel "
+    "rises (its average gradient), adds them up and keeps the positive part. Red regions raised the score most. "
+    "Pick another class to see where the network finds evidence *for that* class."
+)
+
+st.subheader("Object detection")
+detectors = [name for name in list_models(task="detection") if weights_available(name)]
+if not detectors:
+    st.info(
+        "Object detection needs the COCO weights of Faster R-CNN, which are not on this machine. Fetch them once with "
+        "**`make weights`**, or download one here.",
+        icon="📦",
+    )
+    for name in list_models(task="detection"):
+        offer_download(name)
+else:
+    left, right = st.columns(2)
+    detector = left.selectbox("Detector", detectors, format_func=title)
+    left.caption(get_spec(detector).description)
+    threshold = right.slider("Score threshold", min_value=MIN_SCORE, max_value=0.95, value=0.5, step=0.05)
+    key = (photo_id, detector)
+    if st.button("Find objects", icon="🔎"):
+        with st.spinner(f"Running {title(detector)}…"):
+            start = time.perf_counter()
+            # Decoded again, larger: the classifiers need 256 px, the detector looks at 800.
+            scene = load_image(data, draft_size=DETECTION_DRAFT_SIZE)
+            found = detect(scene, threshold=MIN_SCORE, model=detector, module=cached_model(detector))
+            st.session_state.detections = (key, scene, found, time.perf_counter() - start)
+    stored = st.session_state.get("detections")
+    if stored is not None and stored[0] == key:
+        _, scene, found, seconds = stored
+        shown = [detection for detection in found if detection.score >= threshold]
+        summary = f"{len(shown)} objects scoring at least {threshold:.0%} ({title(detector)}, {seconds:.1f} s on {describe_device()})"
+        st.image(draw_detections(scene, shown), caption=summary)
+        if shown:
+            rows = [
+                {"label": d.label, "score": d.score, "box (x0, y0, x1, y1)": ", ".join(f"{v:.0f}" for v in d.box)}
+                for d in shown
+            ]
+            score_bar = st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)
+            st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={"score": score_bar})
