@@ -12,6 +12,7 @@ from torch import nn
 from vision_core import WeightsMissingError, get_spec, list_models, load_mnist, load_model
 from vision_core.checkpoints import CheckpointError, ModelCard, read_card
 from vision_core.data import MNISTSplit
+from vision_core.jobs import RunQueue
 
 
 @st.cache_resource(show_spinner="Loading model weights…")
@@ -41,3 +42,9 @@ def model_card(name: str) -> ModelCard | None:
         return read_card(checkpoint) if checkpoint is not None else None
     except CheckpointError:
         return None
+
+
+@st.cache_resource
+def run_queue() -> RunQueue:
+    """The one training queue of this server: every session submits to it and watches its runs (one per device)."""
+    return RunQueue()

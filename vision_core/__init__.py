@@ -7,11 +7,24 @@ It never imports Streamlit: everything here works from a notebook, a test or the
 ['lenet', 'vgg', 'vit']
 """
 
+from vision_core.augment import (
+    AugmentError,
+    PipelineSpec,
+    Step,
+    build_pipeline,
+    intermediates,
+    pipeline_to_code,
+    preview,
+    robustness_curve,
+    spec_from_json,
+    spec_to_json,
+)
 from vision_core.checkpoints import CheckpointError, ModelCard, load_checkpoint, save_checkpoint
 from vision_core.data import DatasetMissingError, balanced_subset, load_mnist
 from vision_core.device import describe_device, resolve_device
 from vision_core.evaluation import evaluate
 from vision_core.images import ImageError, load_image
+from vision_core.photo import Detection, Prediction, classify, detect, feature_maps, grad_cam
 from vision_core.predict import DigitPrediction, DigitReport, predict_digit, predict_digits, predict_prepared
 from vision_core.registry import ModelSpec, WeightsMissingError, get_spec, list_models, load_model, register
 from vision_core.training import RunFinished, TrainConfig, TrainEvent, fine_tune
@@ -26,8 +39,10 @@ from vision_core.transforms import (
 )
 
 __all__ = [
+    "AugmentError",
     "CheckpointError",
     "DatasetMissingError",
+    "Detection",
     "DigitAugment",
     "DigitPrediction",
     "DigitReport",
@@ -36,28 +51,42 @@ __all__ = [
     "ImageError",
     "ModelCard",
     "ModelSpec",
+    "PipelineSpec",
+    "Prediction",
     "RunFinished",
+    "Step",
     "TrainConfig",
     "TrainEvent",
     "WeightsMissingError",
     "balanced_subset",
+    "build_pipeline",
+    "classify",
     "describe_device",
+    "detect",
     "digit_steps",
     "evaluate",
+    "feature_maps",
     "fine_tune",
     "get_spec",
+    "grad_cam",
+    "intermediates",
     "list_models",
     "load_checkpoint",
     "load_image",
     "load_mnist",
     "load_model",
     "mnist_to_input",
+    "pipeline_to_code",
     "predict_digit",
     "predict_digits",
     "predict_prepared",
     "preprocess_digit",
+    "preview",
     "register",
     "resolve_device",
+    "robustness_curve",
     "save_checkpoint",
+    "spec_from_json",
+    "spec_to_json",
     "to_image",
 ]  # fmt: skip
