@@ -22,6 +22,7 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision.models import ResNet50_Weights, resnet50
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, without installing the package
 
 from vision_core import describe_device, load_image, load_model
 from vision_core.images import PHOTO_DRAFT_SIZE

@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
-from vision_core.checkpoints import CHECKPOINT_DIR, ModelCard, save_checkpoint
+from vision_core.checkpoints import CHECKPOINT_DIR, save_checkpoint
 from vision_core.registry import get_spec, list_models
-from vision_core.training import RunFinished, TrainConfig, fine_tune, recipe_for
+from vision_core.training import RunFinished, TrainConfig, fine_tune, recipe_for, run_card
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,29 +60,10 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
 
-    spec = get_spec(args.model)
     name = args.name or args.model
-    model_config = dataclasses.asdict(finished.model.config)
-    card = ModelCard(
-        name=name,
-        title=spec.title if name == args.model else f"{spec.title}: {name}",
-        architecture=spec.architecture,
-        config=model_config,
-        num_params=finished.num_params,
-        recipe=dataclasses.asdict(cfg),
-        seed=cfg.seed,
-        data=f"MNIST train, {min(cfg.train_size, 60_000):,} images"
-        + (", augmented with DigitAugment" if cfg.augment else ""),
-        metrics={
-            "accuracy": finished.accuracy,
-            "f1_macro": finished.f1_macro,
-            "loss": finished.loss,
-            "n": finished.n_test,
-        },
-        train_seconds=round(finished.train_seconds, 1),
-        device=finished.device,
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
-    )
+    card = run_card(cfg, finished, name)  # the same card the Fine-tune page saves
+    if name == args.model:  # a rebuilt shipped checkpoint keeps its plain title
+        card = dataclasses.replace(card, title=get_spec(args.model).title)
     path = save_checkpoint(finished.model.cpu(), card, args.out)
     print(
         f"test accuracy {finished.accuracy:.4%}  macro-F1 {finished.f1_macro:.4f}  loss {finished.loss:.4f}  "
