@@ -28,7 +28,8 @@ PAGES = (
      "filters, attention maps, and hyperparameter sweeps."),
 )  # fmt: skip
 for page, label, icon, summary in PAGES:
-    st.page_link(page, label=f"**{label}**: {summary}", icon=icon)
+    st.page_link(page, label=label, icon=icon)
+    st.caption(summary)
 
 st.subheader("This machine")
 st.write(f"Models run on: **{describe_device()}**")

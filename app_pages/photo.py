@@ -78,9 +78,10 @@ classifiers = [name for name in list_models(task="imagenet") if weights_availabl
 if not weights_available(DEFAULT_CLASSIFIER):
     st.warning(
         f"**ResNet-50's pretrained weights are missing** on this machine: there is no "
-        f"`{weights_path(DEFAULT_CLASSIFIER)}`. Fetch them once with **`make weights`** (every pretrained model "
-        f"the app uses, into the torch hub cache; set TORCH_HOME to share one copy in a classroom). Until then this "
-        f"page uses **{title(FALLBACK_CLASSIFIER)}**, whose ImageNet weights ship with the app.",
+        f"`{weights_path(DEFAULT_CLASSIFIER)}`. Fetch them once with **`make weights MODELS={DEFAULT_CLASSIFIER}`** "
+        f"({get_spec(DEFAULT_CLASSIFIER).weights.meta['_file_size']:.0f} MB; plain `make weights` fetches every "
+        f"pretrained model the app uses, 1.25 GB) into the torch hub cache; set TORCH_HOME to share one copy in a "
+        f"classroom. Until then this page uses **{title(FALLBACK_CLASSIFIER)}**, whose ImageNet weights ship with the app.",
         icon="📦",
     )
     offer_download(DEFAULT_CLASSIFIER)

@@ -27,7 +27,10 @@ def png(array: np.ndarray) -> bytes:
 def test_home_page_shows_purpose_device_and_models(app):
     assert not app.exception
     text = " ".join(m.value for m in app.markdown)
-    assert "Draw a digit" in text and "Models run on" in text and ("CPU" in text or "GPU" in text or "NVIDIA" in text)
+    assert "Models run on" in text and ("CPU" in text or "GPU" in text or "NVIDIA" in text)
+    links = [link.proto.label for link in app.get("page_link")]
+    assert links == ["Draw a digit", "Augmentation lab", "Photo explorer", "Fine-tune", "Compare"]
+    assert len(app.caption) == len(links) and all(len(caption.value) > 40 for caption in app.caption)
     table = app.dataframe[0].value
     assert list(table["name"]) == list_models(task="digits")
     assert (table["MNIST test accuracy"] > 0.98).all()
