@@ -51,3 +51,10 @@ clean:
 .PHONY: weights
 weights: $(STAMP)
 	$(BIN)/python -m vision_core.weights $(MODELS)
+
+# A class at once, in real browsers (2 to 5 minutes on a 2-core CPU; not part of `make test`): 10 headless Chromium
+# sessions draw digits and upload photos against one app process while a fine-tune run trains. Prints p50/p95 times
+# to prediction and every session's result; fails on any wrong answer. Quick: `make loadtest ARGS="--sessions 3"`.
+.PHONY: loadtest
+loadtest: $(STAMP)
+	$(BIN)/python benchmarks/loadtest.py $(ARGS)
