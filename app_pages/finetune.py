@@ -15,6 +15,7 @@ from vision_core.registry import WeightsMissingError, fetch_weights, weights_ava
 from vision_core.training import (
     TRAIN_SIZES,
     RunNameError,
+    RunSaveError,
     TrainConfig,
     TrainConfigError,
     describe_augment,
@@ -357,6 +358,9 @@ if job is not None:
             if save_column.button("Save checkpoint", icon="💾", width="stretch", key=f"ft_save_{job.id}"):
                 try:
                     saved = save_run(job.cfg, result, name, job.events)
+                except RunSaveError as error:  # full disk, read-only folder: the results above stay, the bundle works
+                    st.error(f"Saving failed: {error}", icon="💾")
+                    st.info("This run's results stay on this page, and the download bundle below needs no disk space.")
                 except (RunNameError, CheckpointError, OSError) as error:
                     st.error(f"Cannot save: {error}")
                 else:

@@ -8,7 +8,9 @@ DataLoader. A ``threading.Event`` passed as ``stop`` ends a run within one layer
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import io
 import json
 import math
@@ -239,7 +241,7 @@ def check_config(cfg: TrainConfig) -> ModelSpec:
             batch_augment(cfg.augment)(torch.zeros(2, 1, 28, 28), torch.Generator().manual_seed(0))
         except AugmentError as error:
             raise TrainConfigError(f"this augmentation pipeline cannot train the digit models: {error}") from None
-    resolve_device(cfg.device)  # a ValueError when CUDA is asked for and absent
+    check_device(cfg.device)
     if cfg.init == "checkpoint" and not weights_available(cfg.model):
         raise WeightsMissingError(
             f"no weights for {spec.title} at {weights_path(cfg.model)}. {spec.rebuild_hint}".strip()
@@ -250,6 +252,24 @@ def check_config(cfg: TrainConfig) -> ModelSpec:
             f"{spec.rebuild_hint} Or train from random weights (init 'scratch')."
         )
     return spec
+
+
+def check_device(device: str) -> torch.device:
+    """``device`` resolved, or a ``TrainConfigError`` saying why it cannot train here (no GPU, no such GPU, a typo)."""
+    try:
+        resolved = resolve_device(device)
+    except (RuntimeError, ValueError) as error:  # torch.device("gpu") is a RuntimeError; CUDA absent a ValueError
+        available = "auto, cpu" + (", cuda" if torch.cuda.is_available() else "")
+        raise TrainConfigError(
+            f"cannot train on device {device!r}: {error}. This machine offers {available}; "
+            "'auto' picks the GPU when there is one and the CPU otherwise"
+        ) from None
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise TrainConfigError(
+            f"cannot train on {device!r}: this machine has {torch.cuda.device_count()} GPU(s), "
+            f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+        )
+    return resolved
 
 
 def build_for_training(cfg: TrainConfig) -> nn.Module:
@@ -461,6 +481,13 @@ class RunNameError(ValueError):
     """A run name that cannot become a checkpoint: bad characters, or the name is taken."""
 
 
+class RunSaveError(OSError):
+    """The disk refused a run's checkpoint (full, read-only, no permission); nothing partial was left behind.
+
+    The message says what failed, where, and what to do; the system's error is its ``__cause__``.
+    """
+
+
 def augment_spec(cfg: TrainConfig) -> PipelineSpec:
     """The augmentation as a pipeline spec (``DigitAugment`` is ``SHIPPED_DIGIT_PRESET``; none is the empty spec)."""
     if cfg.augment is True:
@@ -549,13 +576,45 @@ def save_run(
 
     ``directory`` defaults to ``checkpoints/runs`` (registered again when the app starts). The run
     is in ``list_models(task="digits")`` at once, so the Draw page shows it on its next rerun.
+    A disk that refuses the files (full, read-only, not ours) raises ``RunSaveError`` with a plain
+    explanation, after removing whatever this call had written: a failed save never leaves a half
+    checkpoint that would block the name or break the next start. The run itself is untouched.
     """
     directory = Path(directory or RUNS_DIR)
     name = check_run_name(name, directory)
     card = run_card(cfg, finished, name)
-    path = save_checkpoint(finished.model, card, directory)
-    path.with_name(f"{name}.history.json").write_text(json.dumps(epoch_history(events), indent=1) + "\n")
+    weights = directory / f"{name}.safetensors"
+    history, history_tmp = directory / f"{name}.history.json", directory / f"{name}.history.json.tmp"
+    ours = [path for path in (weights, weights.with_suffix(".json"), history) if not path.exists()]
+    try:
+        path = save_checkpoint(finished.model, card, directory)
+        history_tmp.write_text(json.dumps(epoch_history(events), indent=1) + "\n")
+        history_tmp.replace(history)
+    except OSError as error:
+        for written in (*ours, history_tmp):
+            with contextlib.suppress(OSError):  # the folder refuses even that: then nothing was written there
+                written.unlink(missing_ok=True)
+        raise save_error(error, name, directory) from error
     return register_digit_checkpoint(path, description=f"Saved run: {card.data}")
+
+
+def save_error(error: OSError, name: str, directory: Path) -> RunSaveError:
+    """``error`` from writing run ``name`` into ``directory`` as a ``RunSaveError``: what failed, where, what to do."""
+    where = f"{directory}"
+    if error.errno == errno.ENOSPC or error.errno == errno.EDQUOT:
+        cause = "the disk is full"
+        todo = f"free some space on the disk that holds {where} and press Save again"
+    elif isinstance(error, PermissionError) or error.errno == errno.EROFS:
+        cause = "the folder is read-only or not writable by the app"
+        todo = f"make {where} writable for the user running the app (or mount it read-write) and press Save again"
+    else:
+        cause = error.strerror or type(error).__name__
+        todo = f"check that {where} exists and can be written, then press Save again"
+    detail = f" ({error.strerror or error}{f': {error.filename}' if error.filename else ''})"
+    return RunSaveError(
+        f"could not save run {name!r} in {where}: {cause}{detail}. Nothing was saved and nothing half-written "
+        f"was left. To fix it, {todo}."
+    )
 
 
 def run_bundle(cfg: TrainConfig, finished: RunFinished, name: str, events: Sequence[TrainEvent] = ()) -> bytes:

@@ -13,6 +13,7 @@ EfficientNet-Lite0 needs no download at all: its ImageNet weights ship in the Py
 from __future__ import annotations
 
 import hashlib
+import http.client
 import importlib.util
 import os
 import re
@@ -92,12 +93,12 @@ def download_file(
     and verified, so an interrupted download never leaves a half file where loading would find it.
     """
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
     partial_file = destination.with_name(f"{destination.name}.{uuid.uuid4().hex}.partial")
     match = re.search(torch.hub.HASH_REGEX, destination.name)
     expected = match.group(1) if match else None
     digest = hashlib.sha256()
     try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
         with urllib.request.urlopen(url, timeout=timeout) as response, partial_file.open("wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             done = 0
@@ -110,9 +111,16 @@ def download_file(
         if expected and not digest.hexdigest().startswith(expected):
             raise WeightsDownloadError(f"the download of {url} is corrupt (sha256 does not start with {expected})")
         os.replace(partial_file, destination)
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+    except WeightsDownloadError:
+        raise
+    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
         reason = getattr(error, "reason", error)
         raise WeightsDownloadError(f"could not download {url}: {reason}") from error
+    except OSError as error:  # the network was fine, the disk was not: full, read-only, not ours
+        raise WeightsDownloadError(
+            f"could not save the download of {url} into {destination.parent}: {error.strerror or error}; "
+            "free some space there or make it writable (or point TORCH_HOME at a folder that is)"
+        ) from error
     finally:
         partial_file.unlink(missing_ok=True)
     return destination
