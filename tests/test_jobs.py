@@ -1,12 +1,14 @@
 """The run queue: first in, first out per device, positions, cancel and stop, failures contained, no thread left."""
 
 import dataclasses
+import os
+import sys
 import threading
 import time
 
 import pytest
 
-from vision_core.jobs import JobNotFoundError, RunQueue, events_frame
+from vision_core.jobs import WORKER_NICENESS, JobNotFoundError, RunQueue, events_frame
 from vision_core.training import RunFinished, TrainConfig, TrainConfigError, fine_tune
 
 TINY = TrainConfig(
@@ -106,3 +108,18 @@ def test_only_recent_models_are_kept_but_every_events_list_is():
     assert not second.model_released and second.result.model is not None
     table = events_frame(first.events)
     assert list(table["kind"]) == ["step", "step", "epoch", "epoch", "done"] and table["loss"].notna().all()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_runs_train_at_a_lower_priority_than_the_app():
+    seen = {}
+
+    def runner(cfg, stop):
+        seen["worker"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        yield from fine_tune(cfg, stop=stop)
+
+    queue = RunQueue(runner=runner)
+    job = queue.submit(TINY)
+    assert queue.wait(job, timeout=120) and job.state == "done"
+    app = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen["worker"] == min(app + WORKER_NICENESS, 19), "strokes and uploads should win the CPU over training"

@@ -15,9 +15,12 @@ GPU memory is handed back after every run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import itertools
+import os
+import sys
 import threading
 import time
 from collections import deque
@@ -34,6 +37,15 @@ from vision_core.training import RunFinished, TrainConfig, TrainEvent, check_con
 
 JobState = Literal["queued", "running", "done", "stopped", "failed", "cancelled"]
 Runner = Callable[..., Iterator[TrainEvent]]  # fine_tune's signature: (cfg, stop=threading.Event)
+# Training is the batch job and the class's strokes and uploads are interactive: on Linux the worker thread runs at
+# this niceness, and the OpenMP threads it starts inherit it, so a run takes the CPU time that inference leaves.
+WORKER_NICENESS = 10
+
+
+def _lower_this_threads_priority() -> None:
+    if sys.platform.startswith("linux"):  # setpriority on a thread id is Linux's per-thread niceness
+        with contextlib.suppress(OSError):  # raising niceness needs no privilege; a sandbox may still refuse it
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICENESS)
 
 
 class JobNotFoundError(KeyError):
@@ -219,6 +231,7 @@ class RunQueue:
     # --- the worker --------------------------------------------------------------------------------------------
 
     def _work(self, key: str) -> None:
+        _lower_this_threads_priority()
         while True:
             with self._lock:
                 waiting = self._waiting.get(key)
