@@ -7,6 +7,7 @@ import streamlit as st
 from ui.charts import overlay_chart, scaling_chart, sweep_bar_chart
 from ui.resources import cached_mnist, digit_models, run_queue
 from vision_core import describe_device, get_spec, list_models, mnist_to_input, resolve_device, to_image
+from vision_core.checkpoints import CheckpointError
 from vision_core.compare import (
     MAX_SWEEP,
     CompareError,
@@ -23,6 +24,7 @@ from vision_core.compare import (
     scoreboard,
     sweep_table,
 )
+from vision_core.registry import import_run
 from vision_core.training import TRAIN_SIZES, TrainConfig, TrainConfigError
 
 REFRESH_S = 2.0
@@ -64,6 +66,38 @@ st.caption(
     f"Click a column header to sort. Accuracy, macro-F1 and loss are on the MNIST test images named in each model card; "
     f"latency is the median of 30 single-digit forward passes measured just now on {describe_device()}."
 )
+
+
+# --- Import a run ---------------------------------------------------------------------------------------------------
+def import_upload() -> None:
+    """Button callback, so the scoreboard above already lists the imported model on this rerun."""
+    upload = st.session_state.get("cmp_import_file")
+    if upload is None:
+        st.session_state["cmp_import_result"] = ("error", "Choose a run bundle (.zip) first.")
+        return
+    try:
+        spec = import_run(upload.getvalue(), name=st.session_state.get("cmp_import_name", "").strip() or None)
+    except CheckpointError as error:
+        st.session_state["cmp_import_result"] = ("error", f"Cannot import {upload.name}: {error}")
+    else:
+        st.session_state["cmp_import_result"] = (
+            "success",
+            f"Imported {spec.title} ({spec.name}): it is on the scoreboard and on the Draw page.",
+        )
+
+
+with st.expander("Import a run bundle", icon="📦"):
+    st.caption(
+        "A zip downloaded from the Fine-tune page (weights as safetensors and the NAME.json model card). Everything "
+        "is checked before it is saved: the card, the architecture and the shape of every tensor. Nothing is unpickled."
+    )
+    upload_column, name_column = st.columns([3, 2])
+    upload_column.file_uploader("Run bundle", type=["zip"], key="cmp_import_file")
+    name_column.text_input("Save as (optional)", key="cmp_import_name", help="a new name, if the card's is taken")
+    st.button("Import", icon="📥", on_click=import_upload, key="cmp_import_go")
+    if "cmp_import_result" in st.session_state:
+        kind, message = st.session_state.pop("cmp_import_result")
+        (st.success if kind == "success" else st.error)(message)
 
 # --- Runs overlaid ---------------------------------------------------------------------------------------------------
 st.subheader("Training curves")

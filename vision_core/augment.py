@@ -271,7 +271,7 @@ def get_transform(name: str) -> TransformInfo:
     try:
         return CATALOGUE[name]
     except (KeyError, TypeError):
-        raise AugmentError(f"unknown transform {name!r}; the catalogue has: {', '.join(CATALOGUE)}") from None
+        raise AugmentError(f"unknown transform {_short(name)}; the catalogue has: {', '.join(CATALOGUE)}") from None
 
 
 def default_params(name: str, digit: bool = False) -> dict[str, Any]:
@@ -283,14 +283,31 @@ def default_params(name: str, digit: bool = False) -> dict[str, Any]:
 # --- Validation and the spec ------------------------------------------------------------------------------------
 
 
+def _clip(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters: error messages quote untrusted input without echoing megabytes of it."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, clipped."""
+    try:
+        return _clip(repr(value), limit)
+    except ValueError:  # an int too long for repr (over 4300 digits)
+        return f"a {type(value).__name__} too long to show"
+
+
 def _number(where: str, value: Any, integer: bool = False) -> float | int:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise AugmentError(f"{where} must be a number (got {value!r})")
-    if not math.isfinite(value):
-        raise AugmentError(f"{where} must be a finite number (got {value!r})")
+        raise AugmentError(f"{where} must be a number (got {_short(value)})")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer beyond float range, e.g. 400 digits in pasted JSON
+        finite = False
+    if not finite:
+        raise AugmentError(f"{where} must be a finite number (got {_short(value)})")
     if integer:
         if float(value) != int(value):
-            raise AugmentError(f"{where} must be a whole number (got {value!r})")
+            raise AugmentError(f"{where} must be a whole number (got {_short(value)})")
         return int(value)
     return float(value)
 
@@ -307,15 +324,15 @@ def _coerce(title: str, param: Param, value: Any) -> Any:
     where = f"{title}: {param.name}"
     if param.kind == "bool":
         if not isinstance(value, bool):
-            raise AugmentError(f"{where} must be true or false (got {value!r})")
+            raise AugmentError(f"{where} must be true or false (got {_short(value)})")
         return value
     if param.kind == "choice":
         if value not in param.choices:
-            raise AugmentError(f"{where} must be one of {', '.join(param.choices)} (got {value!r})")
+            raise AugmentError(f"{where} must be one of {', '.join(param.choices)} (got {_short(value)})")
         return value
     if param.kind == "span":
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
-            raise AugmentError(f"{where} must be a pair [low, high] (got {value!r})")
+            raise AugmentError(f"{where} must be a pair [low, high] (got {_short(value)})")
         low, high = (_number(where, item) for item in value)
         if low > high:
             raise AugmentError(f"{where}: the low end {low:g} is above the high end {high:g}")
@@ -350,13 +367,13 @@ class Step:
             given = dict(self.params)
         except (TypeError, ValueError):
             raise AugmentError(
-                f"{info.title}: parameters must be a mapping of names to values (got {self.params!r})"
+                f"{info.title}: parameters must be a mapping of names to values (got {_short(self.params)})"
             ) from None
         known = [q.name for q in info.params]
         unknown = sorted(set(given) - set(known), key=str)
         if unknown:
             takes = f"it takes {', '.join(known)}" if known else "it takes none"
-            raise AugmentError(f"{info.title}: unknown parameter(s) {', '.join(map(str, unknown))}; {takes}")
+            raise AugmentError(f"{info.title}: unknown parameter(s) {_clip(', '.join(map(str, unknown)))}; {takes}")
         values = {q.name: _coerce(info.title, q, given.get(q.name, q.default)) for q in info.params}
         problem = info.check(values) if info.check else None
         if problem:
@@ -436,7 +453,9 @@ def spec_from_dict(data: Any) -> PipelineSpec:
     if not isinstance(data, Mapping) or not isinstance(data.get("steps"), list):
         raise AugmentError('a pipeline must be a JSON object with a "steps" list')
     if data.get("format", JSON_FORMAT) != JSON_FORMAT or data.get("version", 1) != 1:
-        raise AugmentError(f"unsupported pipeline format {data.get('format')!r} version {data.get('version')!r}")
+        raise AugmentError(
+            f"unsupported pipeline format {_short(data.get('format'))} version {_short(data.get('version'))}"
+        )
     if len(data["steps"]) > MAX_STEPS:
         raise AugmentError(f"a pipeline has at most {MAX_STEPS} steps (got {len(data['steps'])})")
     steps = []
@@ -445,7 +464,7 @@ def spec_from_dict(data: Any) -> PipelineSpec:
             raise AugmentError(f'step {number} must be an object with a "name"')
         extra = set(item) - {"name", "params", "p"}
         if extra:
-            raise AugmentError(f"step {number}: unknown field(s) {', '.join(sorted(map(str, extra)))}")
+            raise AugmentError(f"step {number}: unknown field(s) {_clip(', '.join(sorted(map(str, extra))))}")
         params = item.get("params", {})
         if not isinstance(params, Mapping):
             raise AugmentError(f'step {number}: "params" must be an object')
@@ -462,8 +481,11 @@ def spec_from_json(text: str | bytes) -> PipelineSpec:
         raise AugmentError(f"the pipeline JSON is over {MAX_JSON_CHARS:,} characters")
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise AugmentError(f"not valid JSON ({error})") from None
+    except (ValueError, RecursionError) as error:
+        # ValueError: bad syntax or encoding (JSONDecodeError, UnicodeDecodeError), or an integer over Python's
+        # 4300-digit limit; RecursionError: arrays or objects nested thousands deep.
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise AugmentError(f"not valid JSON ({reason})") from None
     return spec_from_dict(data)
 
 

@@ -24,7 +24,7 @@ from torchvision.models.detection import (
     fasterrcnn_resnet50_fpn_v2,
 )
 
-from vision_core.checkpoints import CHECKPOINT_DIR, CheckpointError, load_checkpoint, read_card
+from vision_core.checkpoints import CHECKPOINT_DIR, CheckpointError, import_checkpoint, load_checkpoint, read_card
 from vision_core.device import resolve_device
 from vision_core.hooks import LayerGuide
 from vision_core.models import imagenet, transfer
@@ -321,6 +321,20 @@ def register_saved_runs(directory: Path = RUNS_DIR) -> list[str]:
         except (CheckpointError, ValueError, OSError) as error:  # a bad file must never stop the app from starting
             warnings.warn(f"skipped saved run {weights.name}: {error}", stacklevel=2)
     return added
+
+
+def import_run(data: bytes, directory: Path | None = None, name: str | None = None) -> ModelSpec:
+    """Validate an uploaded run bundle, save it into ``directory`` (default ``RUNS_DIR``) and register it.
+
+    See ``checkpoints.import_checkpoint``: a ``CheckpointError`` says why a bundle is refused.
+    """
+    path = import_checkpoint(data, Path(directory or RUNS_DIR), taken=list(_REGISTRY), name=name)
+    try:
+        return register_digit_checkpoint(path, description=f"Imported run: {read_card(path).data}")
+    except ValueError as error:  # registered meanwhile under the same name: keep the registry and the folder in step
+        for suffix in (".safetensors", ".json", ".history.json"):
+            path.with_name(path.stem + suffix).unlink(missing_ok=True)
+        raise CheckpointError(str(error)) from None
 
 
 register_saved_runs()
