@@ -17,6 +17,7 @@ from vision_core import (
     predict_prepared,
     to_image,
 )
+from vision_core.images import DIGIT_MAX_SIDE
 
 CANVAS_SIZE = 280
 DRAW, UPLOAD = "Draw on the canvas", "Upload a photo of a handwritten digit"
@@ -60,7 +61,7 @@ with left:
         )
         if upload is not None:
             try:
-                image = load_image(upload.getvalue())
+                image = load_image(upload.getvalue(), max_side=DIGIT_MAX_SIDE, matte="contrast")
             except ImageError as error:
                 st.error(f"Cannot use this file: {error}")
             else:

@@ -103,7 +103,8 @@ else:
         st.stop()
     data = upload.getvalue()
 try:
-    photo = load_image(data, draft_size=PHOTO_DRAFT_SIZE)
+    # At most 1024 px a side: every model here looks at 224-256 px, and a 49 MP PNG should not travel to the browser.
+    photo = load_image(data, draft_size=PHOTO_DRAFT_SIZE, max_side=1024)
 except ImageError as error:
     st.error(f"Cannot use this file: {error}")
     st.stop()
@@ -228,7 +229,7 @@ else:
         with st.spinner(f"Running {title(detector)}…"):
             start = time.perf_counter()
             # Decoded again, larger: the classifiers need 256 px, the detector looks at 800.
-            scene = load_image(data, draft_size=DETECTION_DRAFT_SIZE)
+            scene = load_image(data, draft_size=DETECTION_DRAFT_SIZE, max_side=1333)  # Faster R-CNN's own max_size
             found = detect(scene, threshold=MIN_SCORE, model=detector, module=cached_model(detector))
             st.session_state.detections = (key, scene, found, time.perf_counter() - start)
     stored = st.session_state.get("detections")

@@ -9,8 +9,10 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+import torch
+from PIL import Image, ImageDraw
 
+from vision_core import preprocess_digit
 from vision_core.images import PHOTO_DRAFT_SIZE, ImageError, load_image
 
 
@@ -178,3 +180,16 @@ def test_accepts_bytes_paths_and_file_objects(tmp_path) -> None:
         image = load_image(source)
         assert_rgb(image, (5, 7))
         assert pixel(image, (2, 3)).tolist() == [128, 128, 128]
+
+
+@pytest.mark.parametrize("stroke", [(255, 255, 255, 255), (0, 0, 0, 255)], ids=["white", "black"])
+def test_a_digit_on_a_transparent_background_survives_with_the_contrast_matte(stroke):
+    # A canvas export is white strokes on transparency: on the default white matte it would vanish.
+    drawing = Image.new("RGBA", (140, 140), (0, 0, 0, 0))
+    ImageDraw.Draw(drawing).line([(70, 20), (70, 120)], fill=stroke, width=12)
+    buffer = io.BytesIO()
+    drawing.save(buffer, format="PNG")
+    loaded = load_image(buffer.getvalue(), matte="contrast")
+    digit = preprocess_digit(loaded)  # raises EmptyDrawingError if the strokes were lost
+    reference = preprocess_digit(np.asarray(drawing))  # the canvas path: RGBA, alpha-aware
+    assert torch.allclose(digit, reference, atol=0.05)
