@@ -60,10 +60,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
-# Bounds. Time: a hang detector that cannot flake on a loaded 2-core machine (idle, the slowest file takes ~1.5 s;
-# see the summary). Memory: a 50 MP image (the upload limit) is 200 MB decoded at Pillow's 4 bytes per pixel; with
+# Bounds. Time: "no hang over a few seconds", with room for a loaded 2-core CI machine (the slowest file takes
+# ~1.5 s there with the load average at 3-6; see the summary). Memory: a 50 MP image (the upload limit) is 200 MB decoded at Pillow's 4 bytes per pixel; with
 # alpha, compositing on white needs a second full-size buffer. 640 MB is that, plus headroom for the classifier.
-TIME_BOUND_S = 20.0
+TIME_BOUND_S = 8.0
 MEMORY_BOUND_MB = 640
 RESULTS: dict[tuple[str, str], tuple[str, float, float, float]] = {}  # (entry, file) -> (outcome, s, rss MB, py MB)
 
