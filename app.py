@@ -1,15 +1,13 @@
-"""Vision explorer: frames the app and routes between pages. Page order and titles live here only."""
+"""Vision explorer: frames the app and routes between pages (their order and titles: ui/navigation.py)."""
 
 import streamlit as st
+
+from ui.navigation import HOME, PAGES
 
 st.set_page_config(page_title="Vision explorer", page_icon="🔍", layout="wide")
 st.navigation(
     [
-        st.Page("app_pages/home.py", title="Home", icon="🏠", default=True),
-        st.Page("app_pages/draw.py", title="Draw a digit", icon="✏️", url_path="draw"),
-        st.Page("app_pages/augment.py", title="Augmentation lab", icon="🧪", url_path="augment"),
-        st.Page("app_pages/photo.py", title="Photo explorer", icon="📷", url_path="photo"),
-        st.Page("app_pages/finetune.py", title="Fine-tune", icon="🏋️", url_path="finetune"),
-        st.Page("app_pages/compare.py", title="Compare", icon="📊", url_path="compare"),
+        st.Page(HOME.path, title=HOME.title, icon=HOME.icon, default=True),
+        *(st.Page(page.path, title=page.title, icon=page.icon, url_path=page.url_path) for page in PAGES),
     ]
 ).run()

@@ -14,6 +14,7 @@ from ui.resources import cached_mnist, digit_models
 from vision_core import ImageError, get_spec, load_image, mnist_to_input, predict_prepared, to_image
 from vision_core.augment import (
     CATALOGUE,
+    MAX_STEPS,
     PRESETS,
     PROBES,
     SHIPPED_DIGIT_PRESET,
@@ -152,10 +153,19 @@ add_column.selectbox(
     format_func=lambda n: f"{CATALOGUE[n].title} ({n})" + (" · for digits" if CATALOGUE[n].digits_only else ""),
     key="aug_add",
 )
-add_button.button("Add step", on_click=add_step, args=("aug_add", is_digit), icon="➕", width="stretch")
-spec = PipelineSpec(tuple(steps)) if not problems else None
+full = len(st.session_state[STEPS]) >= MAX_STEPS
+add_button.button(
+    "Add step", on_click=add_step, args=("aug_add", is_digit), icon="➕", width="stretch", disabled=full,
+    help=f"a pipeline has at most {MAX_STEPS} steps" if full else None,
+)  # fmt: skip
+spec = None
 if problems:
     st.error(f"Fix the {problems} step(s) marked above to see previews and export the pipeline.")
+else:
+    try:
+        spec = PipelineSpec(tuple(steps))
+    except AugmentError as error:  # rules across steps, such as the step limit
+        st.error(str(error))
 
 # --- Preview ------------------------------------------------------------------------------------------------------
 if spec is not None and image is not None:

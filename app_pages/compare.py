@@ -5,7 +5,7 @@ import uuid
 import streamlit as st
 
 from ui.charts import overlay_chart, scaling_chart, sweep_bar_chart
-from ui.resources import cached_mnist, digit_models, run_queue
+from ui.resources import cached_mnist, digit_models, run_queue, show_on_draw_page
 from vision_core import describe_device, get_spec, list_models, mnist_to_input, resolve_device, to_image
 from vision_core.checkpoints import CheckpointError
 from vision_core.compare import (
@@ -30,7 +30,7 @@ from vision_core.training import TRAIN_SIZES, TrainConfig, TrainConfigError
 REFRESH_S = 2.0
 on_gpu = resolve_device("auto").type == "cuda"
 queue = run_queue()
-models, problems = digit_models()
+models, problems = digit_models(list_models(task="digits"))  # the scoreboard lists every checkpoint
 
 st.title("Compare")
 st.caption(
@@ -80,6 +80,7 @@ def import_upload() -> None:
     except CheckpointError as error:
         st.session_state["cmp_import_result"] = ("error", f"Cannot import {upload.name}: {error}")
     else:
+        show_on_draw_page(spec.name)
         st.session_state["cmp_import_result"] = (
             "success",
             f"Imported {spec.title} ({spec.name}): it is on the scoreboard and on the Draw page.",
@@ -89,7 +90,8 @@ def import_upload() -> None:
 with st.expander("Import a run bundle", icon="📦"):
     st.caption(
         "A zip downloaded from the Fine-tune page (weights as safetensors and the NAME.json model card). Everything "
-        "is checked before it is saved: the card, the architecture and the shape of every tensor. Nothing is unpickled."
+        "is checked before it is saved: the card, the architecture and the shape of every tensor. Nothing is unpickled. "
+        "Bundles of the ImageNet transfer models (VGG16, AlexNet, ResNet-18) exceed the 25 MB limit."
     )
     upload_column, name_column = st.columns([3, 2])
     upload_column.file_uploader("Run bundle", type=["zip"], key="cmp_import_file")
@@ -149,9 +151,11 @@ if models:
                 st.caption("Your latest drawing from the Draw page.")
             maps = attention_maps(model, digit)
             layers = maps.heads.shape[0]
-            layer = st.slider(
-                "Layer", 1, layers, layers, key="cmp_layer", help="the class token's attention to the 7 × 7 patches"
-            )
+            layer = layers  # a one-layer ViT has nothing to choose (and a slider needs min < max)
+            if layers > 1:
+                layer = st.slider(
+                    "Layer", 1, layers, layers, key="cmp_layer", help="the class token's attention to the 7 × 7 patches"
+                )
             source_column, rollout_column = st.columns(2)
             source_column.image(to_image(digit, size=224), caption=f"Input (the ViT says {maps.prediction})")
             rollout_column.image(overlay_image(digit, maps.rollout), caption="Attention rollout through all layers")

@@ -7,10 +7,11 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from ui.digits import show_model_input, show_predictions
-from ui.resources import cached_mnist, digit_models
+from ui.resources import RUNS_ON_DRAW, cached_mnist, digit_models, saved_runs
 from vision_core import (
     EmptyDrawingError,
     ImageError,
+    get_spec,
     load_image,
     mnist_to_input,
     predict_digits,
@@ -18,6 +19,7 @@ from vision_core import (
     to_image,
 )
 from vision_core.images import DIGIT_MAX_SIDE
+from vision_core.registry import SHIPPED_DIGIT_MODELS
 
 CANVAS_SIZE = 280
 DRAW, UPLOAD = "Draw on the canvas", "Upload a photo of a handwritten digit"
@@ -28,7 +30,18 @@ st.caption(
     "(crop, fit into 20 × 20, centre of mass in the middle of 28 × 28) and sent to every model."
 )
 
-models, problems = digit_models()
+runs = saved_runs()
+if runs:  # the shipped models always answer; saved runs (some are large) only when picked
+    if "draw_runs" not in st.session_state:
+        st.session_state["draw_runs"] = [name for name in st.session_state.get(RUNS_ON_DRAW, []) if name in runs]
+    st.multiselect(
+        "Saved runs to ask as well",
+        runs,
+        key="draw_runs",
+        format_func=lambda name: get_spec(name).title,
+        on_change=lambda: st.session_state.update({RUNS_ON_DRAW: st.session_state["draw_runs"]}),
+    )
+models, problems = digit_models([*SHIPPED_DIGIT_MODELS, *st.session_state.get("draw_runs", [])])
 for name, message in problems.items():
     st.error(f"Model {name!r} is unavailable: {message}")
 if not models:

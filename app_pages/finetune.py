@@ -4,17 +4,16 @@ import streamlit as st
 
 from ui.augment import STEPS as LAB_STEPS
 from ui.charts import confusion_chart, epoch_chart, step_loss_chart
-from ui.resources import cached_mnist, run_queue
+from ui.resources import cached_mnist, run_queue, show_on_draw_page
 from vision_core import describe_device, get_spec, resolve_device, to_image
 from vision_core.augment import PRESETS, AugmentError, PipelineSpec, Step
-from vision_core.checkpoints import CheckpointError
 from vision_core.jobs import JobNotFoundError, events_frame
 from vision_core.models.imagenet import WeightsDownloadError
 from vision_core.models.transfer import BACKBONES, IMAGE_SIZES
 from vision_core.registry import WeightsMissingError, fetch_weights, weights_available, weights_path
 from vision_core.training import (
+    RUN_NAME,
     TRAIN_SIZES,
-    RunNameError,
     RunSaveError,
     TrainConfig,
     TrainConfigError,
@@ -361,15 +360,18 @@ if job is not None:
                 except RunSaveError as error:  # full disk, read-only folder: the results above stay, the bundle works
                     st.error(f"Saving failed: {error}", icon="💾")
                     st.info("This run's results stay on this page, and the download bundle below needs no disk space.")
-                except (RunNameError, CheckpointError, OSError) as error:
+                except (ValueError, OSError) as error:  # a bad or taken name, a card problem, a name taken meanwhile
                     st.error(f"Cannot save: {error}")
                 else:
+                    show_on_draw_page(saved.name)
                     st.success(
                         f"Saved as **{saved.name}** (safetensors + model card). It is on the Draw page and the Compare scoreboard now.",
                         icon="💾",
                     )
                     st.page_link("app_pages/draw.py", label="Try it on the Draw page", icon="✏️")
-            bundle_name = name.strip() or f"run{job.id}"
+            bundle_name = name.strip()
+            if not RUN_NAME.fullmatch(bundle_name):  # the bundle's file names, and what the importer accepts
+                bundle_name = f"{job.cfg.model}-run{job.id}"
             if result.num_params <= BUNDLE_INLINE_PARAMS or st.session_state.get("ft_bundle") == job.id:
                 st.download_button(
                     "Download bundle (weights, model card, config, augmentation code, metrics)", data=run_bundle(job.cfg, result, bundle_name, job.events),

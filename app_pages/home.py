@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from ui.navigation import PAGES
 from ui.resources import model_card
 from vision_core import describe_device, get_spec, list_models
 
@@ -11,25 +12,9 @@ st.markdown(
     "Deep-learning vision, made tangible: for lectures, students and anyone learning on their own. "
     "Everything runs on this machine, offline; a GPU is used when there is one."
 )
-PAGES = (
-    ("app_pages/draw.py", "Draw a digit", "✏️",
-     "Draw on a canvas and watch three MNIST models (a LeNet-style CNN, a VGG-style CNN and a Vision "
-     "Transformer) answer side by side, with the exact 28 × 28 input each one sees."),
-    ("app_pages/augment.py", "Augmentation lab", "🧪",
-     "Build a torchvision transforms pipeline, preview what it does, export it as code, and probe how far "
-     "a digit can be rotated, shifted or blurred before the models give up."),
-    ("app_pages/photo.py", "Photo explorer", "📷",
-     "Upload a photo: ImageNet top-3, feature maps from early, middle and late layers, first-layer "
-     "filters, Grad-CAM, a transformer side by side, and object detection."),
-    ("app_pages/finetune.py", "Fine-tune", "🏋️",
-     "Train or fine-tune a model in a couple of minutes with live charts, then save it and draw on it."),
-    ("app_pages/compare.py", "Compare", "📊",
-     "A scoreboard of every model by accuracy, F1, loss, size, training time and latency; architectures, "
-     "filters, attention maps, and hyperparameter sweeps."),
-)  # fmt: skip
-for page, label, icon, summary in PAGES:
-    st.page_link(page, label=label, icon=icon)
-    st.caption(summary)
+for page in PAGES:
+    st.page_link(page.path, label=page.title, icon=page.icon)
+    st.caption(page.summary)
 
 st.subheader("This machine")
 st.write(f"Models run on: **{describe_device()}**")

@@ -19,6 +19,7 @@ from torchvision.transforms.v2 import functional as TF
 from vision_core import augment_kernels as K
 from vision_core.augment import (
     CATALOGUE,
+    MAX_STEPS,
     PRESETS,
     SHIPPED_DIGIT_PRESET,
     AugmentError,
@@ -563,3 +564,12 @@ def test_the_draw_pages_drawing_reaches_the_lab():
     assert not at.exception and not at.error
     assert len(at.get("image")) >= 1 + 9
     assert by_label(at.number_input, "The digit you drew").value in range(10)
+
+
+def test_page_stops_adding_steps_at_the_limit():
+    at = open_lab()
+    full = PipelineSpec(tuple(Step("RandomHorizontalFlip", {}, 0.5) for _ in range(MAX_STEPS)))
+    at.text_area[0].set_value(spec_to_json(full))
+    by_label(at.button, "Load JSON").click().run()
+    assert not at.exception and len(at.session_state["aug_steps"]) == MAX_STEPS
+    assert by_label(at.button, "Add step").disabled

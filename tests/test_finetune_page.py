@@ -8,6 +8,8 @@ from streamlit.testing.v1 import AppTest
 from vision_core import fine_tune, list_models, registry, training
 from vision_core.training import TrainConfig, save_run
 
+TINY_CFG = TrainConfig(train_size=600, max_steps=2, val_size=200, test_size=200, device="cpu")
+
 
 @pytest.fixture
 def runs_dir(tmp_path, monkeypatch):
@@ -114,3 +116,23 @@ def test_compare_page_scores_looks_inside_and_sweeps(root, runs_dir):
     button(app, "Queue 2 runs").click().run()
     app = rerun_until(app, lambda a: any("2 of 2 runs finished" in m.value for m in a.markdown), timeout=180)
     assert len(app.dataframe[-1].value) == 2 and app.dataframe[-1].value["accuracy"].notna().all()
+
+
+def test_saved_runs_join_the_draw_page_only_when_picked(root, runs_dir):
+    finished = next(e for e in fine_tune(TINY_CFG) if isinstance(e, training.RunFinished))
+    save_run(TINY_CFG, finished, "someone-elses-run")  # saved by another session: listed, not loaded
+    app = open_page(root, "app_pages/draw.py")
+    button(app, "Random MNIST").click().run()
+    run_title = "LeNet-style CNN: someone-elses-run"
+    assert app.multiselect(key="draw_runs").options == [run_title]
+    assert {m.label for m in app.metric} == {"LeNet-style CNN", "VGG-style CNN", "Vision Transformer (timm)"}
+    app.multiselect(key="draw_runs").select("someone-elses-run").run()
+    assert not app.exception and run_title in {m.label for m in app.metric}
+
+
+def test_a_bundle_takes_a_valid_run_name_only():
+    finished = next(e for e in fine_tune(TINY_CFG) if isinstance(e, training.RunFinished))
+    for name in ("../../evil", "my run", ""):
+        with pytest.raises(training.RunNameError):
+            training.run_bundle(TINY_CFG, finished, name)
+    assert training.run_bundle(TINY_CFG, finished, "fine-name")[:2] == b"PK"

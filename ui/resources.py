@@ -6,6 +6,8 @@ fresh build or a private copy, never on these objects.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import streamlit as st
 from torch import nn
 
@@ -13,10 +15,19 @@ from vision_core import WeightsMissingError, get_spec, list_models, load_mnist, 
 from vision_core.checkpoints import CheckpointError, ModelCard, read_card
 from vision_core.data import MNISTSplit
 from vision_core.jobs import RunQueue
+from vision_core.registry import SHIPPED_DIGIT_MODELS
+
+# Saved runs can be large (a VGG16 transfer run is ~0.5 GB): only the most recently used stay in memory.
+MAX_CACHED_RUNS = 4
 
 
 @st.cache_resource(show_spinner="Loading model weights…")
 def cached_model(name: str) -> nn.Module:
+    return load_model(name)
+
+
+@st.cache_resource(show_spinner="Loading a saved run…", max_entries=MAX_CACHED_RUNS)
+def cached_run(name: str) -> nn.Module:
     return load_model(name)
 
 
@@ -25,12 +36,27 @@ def cached_mnist(split: str) -> MNISTSplit:
     return load_mnist(split)
 
 
-def digit_models() -> tuple[dict[str, nn.Module], dict[str, str]]:
-    """(name -> model) for every digit model that loads, and (name -> error message) for those that do not."""
+RUNS_ON_DRAW = "runs_on_draw"  # session state: the saved runs this student wants beside the shipped models
+
+
+def show_on_draw_page(name: str) -> None:
+    """Pick a run that was just saved or imported in this session for the Draw page."""
+    st.session_state[RUNS_ON_DRAW] = [*st.session_state.get(RUNS_ON_DRAW, []), name]
+    st.session_state.pop("draw_runs", None)  # the Draw page's picker starts again from RUNS_ON_DRAW
+
+
+def saved_runs() -> list[str]:
+    """The digit models saved or imported on this server (not shipped in checkpoints/)."""
+    return [name for name in list_models(task="digits") if name not in SHIPPED_DIGIT_MODELS]
+
+
+def digit_models(names: Sequence[str] | None = None) -> tuple[dict[str, nn.Module], dict[str, str]]:
+    """(name -> model) for the digit models ``names`` (default: the shipped ones) that load, and (name -> error
+    message) for those that do not."""
     models, problems = {}, {}
-    for name in list_models(task="digits"):
+    for name in SHIPPED_DIGIT_MODELS if names is None else names:
         try:
-            models[name] = cached_model(name)
+            models[name] = cached_model(name) if name in SHIPPED_DIGIT_MODELS else cached_run(name)
         except (WeightsMissingError, CheckpointError) as error:
             problems[name] = str(error)
     return models, problems

@@ -148,7 +148,9 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[nn.
 
 # --- Importing a run bundle (the zip the Fine-tune page downloads) -----------------------------------------------
 # An upload is untrusted: every limit below is checked before the bytes it guards are read, decompressed or built.
-RUNS_DIR = CHECKPOINT_DIR / "runs"  # where saved and imported runs live (``registry.RUNS_DIR`` is the same folder)
+# Where saved and imported runs live. VISION_EXPLORER_RUNS_DIR moves it (the tests point it at a temporary folder,
+# so runs a user saved never change what the test suite sees).
+RUNS_DIR = Path(os.environ.get("VISION_EXPLORER_RUNS_DIR") or CHECKPOINT_DIR / "runs")
 MAX_BUNDLE_BYTES = 25 * 1024 * 1024  # the zip itself: the app's upload limit (.streamlit/config.toml maxUploadSize)
 MAX_MEMBERS = 16  # a bundle has 6 files
 MAX_CENTRAL_DIRECTORY = (

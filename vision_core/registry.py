@@ -24,7 +24,14 @@ from torchvision.models.detection import (
     fasterrcnn_resnet50_fpn_v2,
 )
 
-from vision_core.checkpoints import CHECKPOINT_DIR, CheckpointError, import_checkpoint, load_checkpoint, read_card
+from vision_core.checkpoints import (
+    CHECKPOINT_DIR,
+    RUNS_DIR,
+    CheckpointError,
+    import_checkpoint,
+    load_checkpoint,
+    read_card,
+)
 from vision_core.device import resolve_device
 from vision_core.hooks import LayerGuide
 from vision_core.models import imagenet, transfer
@@ -164,6 +171,7 @@ _SHIPPED_DIGIT_MODELS = {
     "vgg": ("VGG-style CNN", "Stacked 3x3 conv + batch-norm stages, max-pooled, global average pooled."),
     "vit": ("Vision Transformer (timm)", "timm's VisionTransformer on 4x4 patches: 49 tokens plus a class token."),
 }
+SHIPPED_DIGIT_MODELS = tuple(_SHIPPED_DIGIT_MODELS)  # the digit models in checkpoints/; saved runs come on top
 for _name, (_title, _description) in _SHIPPED_DIGIT_MODELS.items():
     register(
         ModelSpec(
@@ -306,7 +314,6 @@ for _name, _backbone in transfer.BACKBONES.items():
     )
 
 # Runs saved from the Fine-tune page: registered at import from their cards (weights load on first use).
-RUNS_DIR = CHECKPOINT_DIR / "runs"
 
 
 def register_saved_runs(directory: Path = RUNS_DIR) -> list[str]:

@@ -1,7 +1,7 @@
 """Train a digit model and save it as a checkpoint; with no options it rebuilds a shipped one.
 
     python -m vision_core.train lenet                 # the shipped recipe, seeded: rebuilds checkpoints/lenet.*
-    python -m vision_core.train vit --epochs 5 --name vit-short --out runs/
+    python -m vision_core.train vit --epochs 5 --name vit-short --out checkpoints/runs
 
 It prints the events of ``vision_core.training.fine_tune``, the same generator the app uses.
 """

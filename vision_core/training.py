@@ -14,7 +14,6 @@ import errno
 import io
 import json
 import math
-import re
 import threading
 import time
 import zipfile
@@ -38,7 +37,7 @@ from vision_core.augment import (
     pipeline_to_code,
     spec_to_dict,
 )
-from vision_core.checkpoints import ModelCard, count_parameters, save_checkpoint
+from vision_core.checkpoints import RUN_NAME, ModelCard, count_parameters, save_checkpoint
 from vision_core.data import balanced_subset, load_mnist
 from vision_core.device import describe_device, resolve_device
 from vision_core.evaluation import confusion_matrix, metrics_from_logits, predict_logits
@@ -474,8 +473,6 @@ def misclassified(finished: RunFinished, labels: torch.Tensor, limit: int = 24) 
 
 # --- Saving a run: a checkpoint the Draw page lists at once, and a download bundle ------------------------------
 
-RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")
-
 
 class RunNameError(ValueError):
     """A run name that cannot become a checkpoint: bad characters, or the name is taken."""
@@ -619,6 +616,8 @@ def save_error(error: OSError, name: str, directory: Path) -> RunSaveError:
 
 def run_bundle(cfg: TrainConfig, finished: RunFinished, name: str, events: Sequence[TrainEvent] = ()) -> bytes:
     """A zip to download: weights (safetensors), model card, config, the augmentation as code and JSON, metrics."""
+    if not RUN_NAME.fullmatch(name):  # the name becomes the zip's folder and file names, and the importer's rule
+        raise RunNameError("a run name is 1-48 letters, digits, '-' or '_', starting with a letter or digit")
     card = run_card(cfg, finished, name)
     state = {k: v.detach().cpu().contiguous() for k, v in finished.model.state_dict().items()}
     spec = augment_spec(cfg)
