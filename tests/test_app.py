@@ -1,6 +1,7 @@
 """AppTest of the home page and the Draw page, driven the way a student would use them."""
 
 import io
+import sys
 
 import numpy as np
 import pytest
@@ -76,6 +77,9 @@ def test_random_mnist_digit_shows_three_predictions(app):
     assert all(m.value in [str(d) for d in range(10)] for m in app.metric)
 
 
+CANVAS_MODULE = "streamlit_drawable_canvas"
+
+
 def drawing_page_with_canvas(drawing_path: str) -> None:
     """The Draw page with the canvas component replaced by one that returns a given drawing.
 
@@ -98,6 +102,8 @@ def drawing_page_with_canvas(drawing_path: str) -> None:
 
 def test_a_canvas_drawing_goes_through_the_page(tmp_path, root, monkeypatch):
     monkeypatch.chdir(root)
+    # The stand-in canvas goes into this process's sys.modules: put the real one back afterwards.
+    monkeypatch.setitem(sys.modules, CANVAS_MODULE, sys.modules.get(CANVAS_MODULE))
     drawing = draw_digit(3, DrawStyle(height=120, center=(180, 100), stroke_width=14))  # small, top right
     np.save(tmp_path / "drawing.npy", drawing)
     app = AppTest.from_function(
