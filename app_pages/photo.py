@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from ui.resources import cached_model
+from ui.resources import cached_analysis, cached_grad_cam, cached_model
 from vision_core import ImageError, describe_device, get_spec, list_models, load_image, resolve_device
 from vision_core.checkpoints import CheckpointError
 from vision_core.images import DETECTION_DRAFT_SIZE, PHOTO_DRAFT_SIZE
@@ -16,11 +16,9 @@ from vision_core.models.imagenet import WeightsDownloadError
 from vision_core.photo import (
     DEFAULT_CLASSIFIER,
     FALLBACK_CLASSIFIER,
-    analyze,
     detect,
     fast_precision,
     first_layer_filters,
-    grad_cam,
 )
 from vision_core.registry import WeightsMissingError, fetch_weights, weights_available, weights_path
 from vision_core.visuals import cam_overlay, denormalize, draw_detections, feature_grid, filter_grid, to_png
@@ -145,8 +143,8 @@ count = controls[1].slider("Channels per layer", min_value=4, max_value=64, valu
 
 try:
     module = cached_model(model_name)
-    report = analyze(photo, model_name, layers=layers, k=3, module=module, precision=precision)
-    compared = [analyze(photo, name, layers=(), module=cached_model(name), precision=precision) for name in compare]
+    report = cached_analysis(photo_id, photo, model_name, tuple(layers), precision)
+    compared = [cached_analysis(photo_id, photo, name, (), precision) for name in compare]
 except (WeightsMissingError, CheckpointError) as error:
     st.error(f"Cannot load the model: {error}")
     st.stop()
@@ -195,7 +193,7 @@ target = st.selectbox(
     [None, *top, *(i for i in range(len(spec.labels)) if i not in top)],
     format_func=lambda i: f"top-1: {report.predictions[0].label}" if i is None else spec.labels[i],
 )
-cam = grad_cam(photo, model_name, class_index=target, module=module)
+cam = cached_grad_cam(photo_id, photo, model_name, target)
 overlay = cam_overlay(denormalize(cam.model_input, spec.mean_std), cam.heatmap)
 cam_column, text_column = st.columns([2, 3])
 with cam_column:

@@ -441,9 +441,10 @@ def test_page_with_resnet_weights_classifies_and_detects(detector_hub):
         assert not at.exception
         assert any("objects scoring at least 50%" in c for c in image_captions(at))
     finally:
-        from ui.resources import cached_model
+        from ui.resources import cached_analysis, cached_grad_cam, cached_model
 
-        cached_model.clear()  # the random ResNet-50 must not outlive this test
+        for cache in (cached_model, cached_analysis, cached_grad_cam):
+            cache.clear()  # the random ResNet-50 and what it computed must not outlive this test
 
 
 def test_page_shows_a_clear_error_for_a_bad_upload(tmp_path, monkeypatch):
@@ -492,3 +493,18 @@ def test_filter_grid_shows_zero_as_grey_and_pictures_have_the_right_size():
     boxes = draw_detections(solid, [Detection(box=(10, 20, 110, 120), label="cat", index=17, score=0.9)])
     assert boxes.size == solid.size and np.asarray(boxes)[70, 10].tolist() != [200, 100, 50]  # the box's left edge
     assert Image.open(io.BytesIO(to_png(boxes))).size == solid.size
+
+
+def test_page_reruns_that_only_change_the_drawing_do_not_run_the_network(monkeypatch):
+    from ui import resources
+
+    calls = []
+    real = resources.analyze
+    monkeypatch.setattr(resources, "analyze", lambda *args, **kwargs: calls.append(args[1]) or real(*args, **kwargs))
+    resources.cached_analysis.clear()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.switch_page("app_pages/photo.py").run()
+    assert not at.exception and len(calls) == 1
+    next(s for s in at.slider if s.label == "Channels per layer").set_value(32).run()
+    assert not at.exception and len(calls) == 1  # the same photo, model, layers and precision: from the cache
+    resources.cached_analysis.clear()

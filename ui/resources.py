@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import streamlit as st
+from PIL import Image
 from torch import nn
 
 from vision_core import WeightsMissingError, get_spec, list_models, load_mnist, load_model
 from vision_core.checkpoints import CheckpointError, ModelCard, read_card
 from vision_core.data import MNISTSplit
 from vision_core.jobs import RunQueue
+from vision_core.photo import GradCam, PhotoReport, analyze, grad_cam
 from vision_core.registry import SHIPPED_DIGIT_MODELS
 
 # Saved runs can be large (a VGG16 transfer run is ~0.5 GB): only the most recently used stay in memory.
@@ -29,6 +31,21 @@ def cached_model(name: str) -> nn.Module:
 @st.cache_resource(show_spinner="Loading a saved run…", max_entries=MAX_CACHED_RUNS)
 def cached_run(name: str) -> nn.Module:
     return load_model(name)
+
+
+# Photo analyses, shared by every session: a class often looks at the same sample photo, and moving a slider that
+# only changes how results are drawn must not run the network again. Keyed on the photo's hash (``photo_id``);
+# the PIL image itself is not hashed (the leading underscore).
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_analysis(
+    photo_id: str, _photo: Image.Image, model: str, layers: tuple[str, ...], precision: str
+) -> PhotoReport:
+    return analyze(_photo, model, layers=layers, k=3, module=cached_model(model), precision=precision)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_grad_cam(photo_id: str, _photo: Image.Image, model: str, class_index: int | None) -> GradCam:
+    return grad_cam(_photo, model, class_index=class_index, module=cached_model(model))
 
 
 @st.cache_resource(show_spinner="Loading MNIST…")
