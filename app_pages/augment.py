@@ -16,13 +16,13 @@ from vision_core.augment import (
     CATALOGUE,
     MAX_STEPS,
     PRESETS,
+    PREVIEW_MAX_SIDE,
     PROBES,
     SHIPPED_DIGIT_PRESET,
     AugmentError,
     PipelineSpec,
     Step,
     intermediates,
-    limit_size,
     list_sample_photos,
     pipeline_to_code,
     preview,
@@ -108,14 +108,14 @@ with chooser:
         else:
             path = st.selectbox("Photo", photos, format_func=lambda p: p.stem.replace("_", " "))
             try:
-                image = limit_size(load_image(path))
+                image = load_image(path, max_side=PREVIEW_MAX_SIDE)
             except ImageError as error:
                 st.error(f"Cannot use {path.name}: {error}")
     else:
         upload = st.file_uploader("A photo", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"])
         if upload is not None:
             try:
-                image = limit_size(load_image(upload.getvalue()))
+                image = load_image(upload.getvalue(), max_side=PREVIEW_MAX_SIDE)
             except ImageError as error:
                 st.error(f"Cannot use this file: {error}")
         if image is not None:

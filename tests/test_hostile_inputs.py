@@ -6,7 +6,7 @@ Entry points, each the exact core path its page runs:
 - ``photo``: Photo explorer upload: ``load_image(draft_size=PHOTO_DRAFT_SIZE)`` then ``classify`` with the offline
   EfficientNet-Lite0;
 - ``digit``: Draw page upload: ``load_image(max_side=DIGIT_MAX_SIDE, matte="contrast")`` then ``predict_digits`` with every digit model;
-- ``augment``: Augmentation lab source: ``limit_size(load_image())`` then ``preview`` with the photo preset;
+- ``augment``: Augmentation lab source: ``load_image(max_side=PREVIEW_MAX_SIDE)`` then ``preview`` with the photo preset;
 - ``json``: Augmentation lab "Import JSON": ``spec_from_json``;
 - ``checkpoint``: Compare page "Import a run bundle": ``read_bundle`` (``import_run`` validates with it first).
 
@@ -45,7 +45,7 @@ from safetensors.torch import save as safetensors_bytes
 from synthetic_digits import DrawStyle, draw_digit
 
 from vision_core import load_model, predict_digits
-from vision_core.augment import PRESETS, SHIPPED_DIGIT_PRESET, AugmentError, limit_size, preview, spec_from_json
+from vision_core.augment import PRESETS, PREVIEW_MAX_SIDE, SHIPPED_DIGIT_PRESET, AugmentError, preview, spec_from_json
 from vision_core.augment import spec_to_json as augment_json
 from vision_core.checkpoints import MAX_BUNDLE_BYTES, CheckpointError, ModelCard, count_parameters, read_bundle
 from vision_core.images import DIGIT_MAX_SIDE, MAX_BYTES, PHOTO_DRAFT_SIZE, ImageError, load_image
@@ -943,7 +943,7 @@ def digit_entry(item: Item, data: bytes) -> str:
 
 
 def augment_entry(item: Item, data: bytes) -> str:
-    image = limit_size(load_image(data))
+    image = load_image(data, max_side=PREVIEW_MAX_SIDE)  # as the lab
     assert max(image.size) <= 1024
     samples = preview(image, PRESETS["ImageNet-style photo training"], n=4, seed=0)
     assert len(samples) == 4 and all(isinstance(s, Image.Image) for s in samples)

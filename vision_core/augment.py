@@ -43,6 +43,7 @@ PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_STEPS = 32
 MAX_SAMPLES = 64
 MAX_JSON_CHARS = 100_000
+PREVIEW_MAX_SIDE = 1024  # photos in the lab: load_image(..., max_side=PREVIEW_MAX_SIDE) keeps previews interactive
 JSON_FORMAT = "vision-explorer/augmentation-pipeline"
 
 Tensor = torch.Tensor
@@ -810,16 +811,6 @@ def list_sample_photos(directory: Path = SAMPLES_DIR) -> list[Path]:
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
-
-
-def limit_size(image: Image.Image, max_side: int = 1024) -> Image.Image:
-    """A copy no larger than ``max_side`` on its longer side (keeps a phone photo's previews interactive)."""
-    if max(image.size) <= max_side:
-        return image
-    scale = max_side / max(image.size)
-    return image.resize(
-        (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS
-    )
 
 
 # --- The robustness probe ---------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from vision_core.checkpoints import CHECKPOINT_DIR, CheckpointError, read_card
+from vision_core.device import device_of
 from vision_core.jobs import Job
 from vision_core.registry import WeightsMissingError, get_spec, list_models, load_model
 from vision_core.training import TRAIN_SIZES, TrainConfig
@@ -47,7 +48,7 @@ def measure_latency(
     model: nn.Module, input_size: Sequence[int] = (1, 28, 28), repeats: int = 30, warmup: int = 3
 ) -> float:
     """Median milliseconds for one image through ``model`` on its device (batch of 1, as the Draw page runs it)."""
-    device = next(model.parameters()).device
+    device = device_of(model)
     x = torch.rand(1, *input_size, device=device)
     times = []
     for i in range(warmup + repeats):

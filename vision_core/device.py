@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -21,3 +22,8 @@ def describe_device(device: str | torch.device = "auto") -> str:
     if resolved.type == "cuda":
         return torch.cuda.get_device_name(resolved)
     return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """Where ``model``'s weights are: inputs go there."""
+    return next(model.parameters()).device

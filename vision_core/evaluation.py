@@ -8,13 +8,14 @@ from torch import nn
 from torchmetrics.functional.classification import multiclass_confusion_matrix, multiclass_f1_score
 
 from vision_core.data import NUM_CLASSES, load_mnist
+from vision_core.device import device_of
 from vision_core.transforms import mnist_to_input
 
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """(N, 10) logits for uint8 MNIST ``images`` (N, 28, 28), through the digit eval transform."""
-    device = next(model.parameters()).device
+    device = device_of(model)
     was_training = model.training
     model.eval()
     try:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from vision_core.device import device_of
 from vision_core.hooks import LayerError, capture_outputs, resolve_layers
 from vision_core.registry import ModelSpec, get_spec, load_model
 
@@ -79,10 +80,6 @@ def _spec_for(model: str, task: str) -> ModelSpec:
     if spec.task != task:
         raise ValueError(f"{model!r} is a {spec.task} model; this needs a {task} model")
     return spec
-
-
-def _device_of(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
 
 
 def _as_rgb(image: Image.Image) -> Image.Image:
@@ -159,7 +156,7 @@ def analyze(
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     module = load_model(model) if module is None else module
-    device = _device_of(module)
+    device = device_of(module)
     start = time.perf_counter()
     model_input = spec.preprocess(_as_rgb(image))  # (3, 224, 224)
     with (
@@ -232,7 +229,7 @@ def grad_cam(
     ):
         model_input = spec.preprocess(_as_rgb(image))
         # The input asks for gradients so the graph exists even when the model's parameters are frozen.
-        logits = module(model_input.unsqueeze(0).to(_device_of(module)).requires_grad_(True))
+        logits = module(model_input.unsqueeze(0).to(device_of(module)).requires_grad_(True))
         index = int(logits[0].argmax()) if class_index is None else class_index
         (gradient,) = torch.autograd.grad(logits[0, index], outputs[layer])  # activations only: no parameter .grad
     activation = _chw(outputs[layer], spec, layer).detach().float()  # (C, h, w)
@@ -270,7 +267,7 @@ def detect(
     module = load_model(model) if module is None else module
     model_input = spec.preprocess(_as_rgb(image))  # (3, H, W) in [0, 1]; the detector resizes and normalises inside
     with torch.inference_mode():
-        output = module([model_input.to(_device_of(module))])[0]
+        output = module([model_input.to(device_of(module))])[0]
     keep = output["scores"] >= threshold
     boxes, labels, scores = output["boxes"][keep].cpu(), output["labels"][keep].cpu(), output["scores"][keep].cpu()
     return [

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from vision_core.device import device_of
 from vision_core.transforms import DigitSteps, digit_steps, preprocess_digit
 
 
@@ -26,15 +27,11 @@ class DigitPrediction:
         return self.probs[self.label]
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.inference_mode()
 def classify_digit_input(model_input: torch.Tensor, model: nn.Module) -> DigitPrediction:
     """Run ``model`` on an already-prepared (1, 28, 28) input."""
     start = time.perf_counter()
-    logits = model(model_input.unsqueeze(0).to(_device_of(model)))
+    logits = model(model_input.unsqueeze(0).to(device_of(model)))
     probs = torch.softmax(logits.float(), dim=1)[0].cpu()
     seconds = time.perf_counter() - start
     return DigitPrediction(

@@ -55,16 +55,22 @@ def hub_checkpoint_path(weights: WeightsEnum) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
 
 
+def read_weights_file(path: Path, fix: str = "delete it and fetch it again") -> dict[str, torch.Tensor]:
+    """The state dict in a torchvision-style ``.pth`` file, read with ``weights_only=True`` (never a pickle's code).
+
+    A truncated or foreign file raises ``CheckpointError`` naming the file and ``fix``.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds here (EOFError, RuntimeError, UnpicklingError, ...)
+        raise CheckpointError(f"{path} is damaged or not a weights file ({error}); {fix}") from error
+
+
 def load_hub_model(
     builder: Callable[[], nn.Module], path: Path, device: torch.device, channels_last: bool = False
 ) -> nn.Module:
     """``builder()`` (random init) with the state dict at ``path``, in eval mode on ``device``."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file: say which and how to fix it
-        raise CheckpointError(
-            f"{path} is damaged or not a weights file ({error}); delete it and fetch it again"
-        ) from error
+    state = read_weights_file(path)
     model = builder()
     try:
         model.load_state_dict(state)
@@ -155,12 +161,7 @@ def load_efficientnet_lite0(path: Path, device: torch.device) -> nn.Module:
     its tensors are in the same order as timm's state dict, so they are mapped one to one after
     checking that every shape matches.
     """
-    try:
-        source = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(
-            f"{path} is damaged or not a weights file ({error}); reinstall: {EFFICIENTNET_PIP}"
-        ) from error
+    source = read_weights_file(path, fix=f"reinstall: {EFFICIENTNET_PIP}")
     model = build_efficientnet_lite0()
     target = model.state_dict()
     if len(source) != len(target):

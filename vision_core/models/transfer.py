@@ -23,6 +23,7 @@ from torch import nn
 from torchvision.models import AlexNet_Weights, ResNet18_Weights, VGG16_Weights, WeightsEnum, alexnet, resnet18, vgg16
 
 from vision_core.checkpoints import CheckpointError
+from vision_core.models.imagenet import read_weights_file
 from vision_core.models.mnist import ARCHITECTURES
 
 
@@ -89,12 +90,7 @@ class TransferNet(nn.Module):
 
     def load_imagenet(self, path: Path) -> None:
         """Copy the ImageNet weights at ``path`` (a torchvision hub file) into everything but the new head."""
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # a truncated or foreign file: say which and how to fix it
-            raise CheckpointError(
-                f"{path} is damaged or not a weights file ({error}); delete it and fetch it again"
-            ) from error
+        state = read_weights_file(path)
         head = BACKBONES[self.backbone].head + "."
         try:
             missing, unexpected = self.net.load_state_dict(
