@@ -4,7 +4,7 @@ import streamlit as st
 
 from ui.navigation import HOME, PAGES
 
-st.set_page_config(page_title="Vision explorer", page_icon="🔍", layout="wide")
+st.set_page_config(page_title="Vision explorer", page_icon=":material/visibility:", layout="wide")
 st.navigation(
     [
         st.Page(HOME.path, title=HOME.title, icon=HOME.icon, default=True),

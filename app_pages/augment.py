@@ -89,7 +89,7 @@ image, label = None, None
 picture, chooser = st.columns([1, 3])
 with chooser:
     if source == MNIST:
-        if st.button("Another digit", icon="🎲"):
+        if st.button("Another digit", icon=":material/casino:"):
             st.session_state.aug_mnist_index = int(np.random.default_rng().integers(len(test)))
         index = st.session_state.aug_mnist_index
         image, label = mnist_to_input(test.images[index : index + 1])[0], int(test.labels[index])
@@ -97,8 +97,8 @@ with chooser:
     elif source == DRAWING:
         image = st.session_state.get("last_drawing")
         if image is None:
-            st.info("Nothing drawn yet: draw a digit on the Draw page, then come back.", icon="✏️")
-            st.page_link("app_pages/draw.py", label="Draw a digit", icon="✏️")
+            st.info("Nothing drawn yet: draw a digit on the Draw page, then come back.", icon=":material/draw:")
+            st.page_link("app_pages/draw.py", label="Draw a digit", icon=":material/draw:")
         else:
             st.caption("Your last drawing from the Draw page, as the models see it (28 × 28).")
     elif source == SAMPLE:
@@ -142,7 +142,7 @@ for number, step in enumerate(st.session_state[STEPS]):
     try:
         steps.append(Step(step["name"], step["params"], step["p"]))
     except AugmentError as error:
-        card.error(str(error), icon="⚠️")
+        card.error(str(error), icon=":material/warning:")
         problems += 1
 if not st.session_state[STEPS]:
     st.info("The pipeline is empty: add a step, or start from a preset.")
@@ -155,7 +155,7 @@ add_column.selectbox(
 )
 full = len(st.session_state[STEPS]) >= MAX_STEPS
 add_button.button(
-    "Add step", on_click=add_step, args=("aug_add", is_digit), icon="➕", width="stretch", disabled=full,
+    "Add step", on_click=add_step, args=("aug_add", is_digit), icon=":material/add:", width="stretch", disabled=full,
     help=f"a pipeline has at most {MAX_STEPS} steps" if full else None,
 )  # fmt: skip
 spec = None
@@ -175,7 +175,7 @@ if spec is not None and image is not None:
     grid = size_column.slider("Grid", min_value=1, max_value=6, value=3, help="rows and columns of samples")
     seed = seed_column.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="aug_seed")
     new_column.button(
-        "New samples", icon="🎲", width="stretch",
+        "New samples", icon=":material/casino:", width="stretch",
         on_click=lambda: st.session_state.update(aug_seed=int(np.random.default_rng().integers(2**31))),
     )  # fmt: skip
     try:
@@ -219,7 +219,7 @@ else:
     json_tab.info("Fix the pipeline's steps first.")
 with import_tab:
     pasted = st.text_area("Paste a pipeline exported as JSON", height=160)
-    if st.button("Load JSON", icon="📥"):
+    if st.button("Load JSON", icon=":material/upload_file:"):
         try:
             load_spec(spec_from_json(pasted))
             st.rerun()

@@ -43,7 +43,7 @@ for name, message in problems.items():
 # --- Scoreboard ----------------------------------------------------------------------------------------------------
 st.subheader("Scoreboard")
 names = tuple(sorted(models))
-again = st.button("Measure latency again", icon="⏱️")
+again = st.button("Measure latency again", icon=":material/timer:")
 if again or st.session_state.get("cmp_scores_for") != names:
     st.session_state["cmp_scores"] = scoreboard(models)
     st.session_state["cmp_scores_for"] = names
@@ -87,7 +87,7 @@ def import_upload() -> None:
         )
 
 
-with st.expander("Import a run bundle", icon="📦"):
+with st.expander("Import a run bundle", icon=":material/inventory_2:"):
     st.caption(
         "A zip downloaded from the Fine-tune page (weights as safetensors and the NAME.json model card). Everything "
         "is checked before it is saved: the card, the architecture and the shape of every tensor. Nothing is unpickled. "
@@ -96,7 +96,7 @@ with st.expander("Import a run bundle", icon="📦"):
     upload_column, name_column = st.columns([3, 2])
     upload_column.file_uploader("Run bundle", type=["zip"], key="cmp_import_file")
     name_column.text_input("Save as (optional)", key="cmp_import_name", help="a new name, if the card's is taken")
-    st.button("Import", icon="📥", on_click=import_upload, key="cmp_import_go")
+    st.button("Import", icon=":material/upload_file:", on_click=import_upload, key="cmp_import_go")
     if "cmp_import_result" in st.session_state:
         kind, message = st.session_state.pop("cmp_import_result")
         (st.success if kind == "success" else st.error)(message)
@@ -105,7 +105,10 @@ with st.expander("Import a run bundle", icon="📦"):
 st.subheader("Training curves")
 history = history_table(queue.jobs())
 if history.empty:
-    st.info("No training curves yet: runs from the Fine-tune page (and saved runs) appear here.", icon="📈")
+    st.info(
+        "No training curves yet: runs from the Fine-tune page (and saved runs) appear here.",
+        icon=":material/show_chart:",
+    )
 else:
     runs = list(dict.fromkeys(history["run"]))
     shown = st.multiselect("Runs", runs, default=runs[-8:], key="cmp_runs")
@@ -138,7 +141,10 @@ if models:
             )
     with attention_tab:
         if find_vit(model) is None:
-            st.info(f"{spec.title} is a CNN: it has no attention. Pick the Vision Transformer.", icon="🔍")
+            st.info(
+                f"{spec.title} is a CNN: it has no attention. Pick the Vision Transformer.",
+                icon=":material/visibility:",
+            )
         else:
             digit = st.session_state.get("last_drawing")
             if digit is None:
@@ -187,7 +193,9 @@ with grid_tab:
     )
     grid_epochs = b.number_input("Epochs per run", 1, 20, 2 if on_gpu else 1, key="cmp_grid_epochs")
     count = len(batch_sizes) * len(lrs) * len(optimizers)
-    if st.button(f"Queue {count} runs", icon="🧮", disabled=not 0 < count <= MAX_SWEEP, key="cmp_grid_go"):
+    if st.button(
+        f"Queue {count} runs", icon=":material/grid_on:", disabled=not 0 < count <= MAX_SWEEP, key="cmp_grid_go"
+    ):
         base = TrainConfig(
             model=grid_model, epochs=int(grid_epochs), train_size=grid_size, val_size=1_000, log_every=20
         )
@@ -212,7 +220,7 @@ with scaling_tab:
         key="cmp_scale_sizes",
     )
     scaling_epochs = c.number_input("Epochs per run", 1, 20, 3 if on_gpu else 2, key="cmp_scale_epochs")
-    if st.button(f"Queue {len(sizes)} runs", icon="📈", disabled=not sizes, key="cmp_scale_go"):
+    if st.button(f"Queue {len(sizes)} runs", icon=":material/show_chart:", disabled=not sizes, key="cmp_scale_go"):
         base = TrainConfig(model=scaling_model, epochs=int(scaling_epochs), val_size=1_000, log_every=20)
         try:
             group = f"scaling-{uuid.uuid4().hex[:8]}"

@@ -64,7 +64,7 @@ with left:
             return_image_data=True,
             key=f"canvas-{st.session_state.canvas_generation}",
         )
-        if st.button("Clear", icon="🧽"):
+        if st.button("Clear", icon=":material/ink_eraser:"):
             st.session_state.canvas_generation += 1  # a new key mounts a fresh, empty canvas
             st.rerun()
         image = canvas.image_data
@@ -89,7 +89,10 @@ if image is not None:
         report = None
 with right:
     if report is None:
-        st.info("Draw a digit on the black canvas (or upload a photo of one) to see what the models think.", icon="✏️")
+        st.info(
+            "Draw a digit on the black canvas (or upload a photo of one) to see what the models think.",
+            icon=":material/draw:",
+        )
     else:
         show_model_input(report.steps)
         st.caption(f"Preprocessing took {report.preprocess_seconds * 1000:.1f} ms.")
@@ -99,7 +102,7 @@ if report is not None:
 st.divider()
 st.subheader("Compare with a real MNIST digit")
 test = cached_mnist("test")
-if st.button("Random MNIST test digit", icon="🎲"):
+if st.button("Random MNIST test digit", icon=":material/casino:"):
     st.session_state.mnist_index = int(np.random.default_rng().integers(len(test)))
 if "mnist_index" in st.session_state:
     index = st.session_state.mnist_index

@@ -55,7 +55,10 @@ def lab_pipeline() -> PipelineSpec:
 
 def offer_download(name: str) -> None:
     spec = get_spec(name)
-    if st.button(f"Download the {spec.title} ImageNet weights ({spec.weights.meta['_file_size']:.0f} MB)", icon="⬇️"):
+    if st.button(
+        f"Download the {spec.title} ImageNet weights ({spec.weights.meta['_file_size']:.0f} MB)",
+        icon=":material/download:",
+    ):
         bar = st.progress(0.0, text="Downloading…")
         try:
             fetch_weights(
@@ -80,14 +83,14 @@ st.caption(
     "and come back to your run."
 )
 if on_gpu:
-    st.success(f"Training runs on **{device_name}**: full MNIST in seconds.", icon="⚡")
+    st.success(f"Training runs on **{device_name}**: full MNIST in seconds.", icon=":material/bolt:")
 else:
     st.info(
         f"Training runs on **{device_name}**, which is slow for deep networks: digit models default to 18,000 images "
         "and 2 epochs (LeNet: seconds; the ViT: about a minute), the ImageNet CNNs (VGG16, AlexNet, ResNet-18) to 600 "
         "images, 1 epoch, 64 px inputs and a 1,000-image test (VGG16: a few minutes). The progress bar shows the real "
         "pace and the time left.",
-        icon="🐢",
+        icon=":material/speed:",
     )
 
 # --- Set up a run ----------------------------------------------------------------------------------------------------
@@ -117,7 +120,7 @@ if transfer:
 st.caption(spec.description)
 if spec.architecture == "vit" and init == "scratch":
     st.caption(
-        "⚠️ A vision transformer learns slowly from scratch: the shipped one trained for 25 epochs on 60,000 images. "
+        "A vision transformer learns slowly from scratch: the shipped one trained for 25 epochs on 60,000 images. "
         "A short run stays far below the CNNs; start from its trained checkpoint to fine-tune it instead."
     )
 
@@ -125,13 +128,13 @@ if init == "imagenet" and not weights_available(model):
     st.warning(
         f"**The {spec.title} ImageNet weights are not on this machine** (no `{weights_path(model)}`). {spec.rebuild_hint} "
         "Or start from scratch: the network then learns from random weights, without anything learnt on ImageNet.",
-        icon="📦",
+        icon=":material/inventory_2:",
     )
     offer_download(model)
 elif transfer and init == "scratch":
     st.warning(
         "Random initialisation: none of ImageNet's features. Expect slower, worse learning than a pretrained start.",
-        icon="🎲",
+        icon=":material/casino:",
     )
 
 a, b, c, d = st.columns(4)
@@ -228,9 +231,9 @@ if augment is None:
     else:
         st.caption(f"Augmentation: {describe_augment(augment)}.")
         if augmentation == LAB:
-            st.page_link("app_pages/augment.py", label="Edit it in the Augmentation lab", icon="🧪")
+            st.page_link("app_pages/augment.py", label="Edit it in the Augmentation lab", icon=":material/science:")
 
-if st.button("Start run", type="primary", icon="▶️", disabled=problem is not None):
+if st.button("Start run", type="primary", icon=":material/play_arrow:", disabled=problem is not None):
     try:
         cfg = TrainConfig(
             model=model, init=init, mode=mode, optimizer=optimizer, lr=lr, batch_size=batch_size, epochs=int(epochs),
@@ -256,7 +259,7 @@ def show_progress(job) -> None:
         st.info(
             f"Waiting in the {job.device_key} queue: position {position}, with {position} run(s) ahead of it "
             "(the one running included). One run at a time per device.",
-            icon="⏳",
+            icon=":material/hourglass_top:",
         )
     elif job.state == "running":
         p = job.progress()
@@ -268,7 +271,9 @@ def show_progress(job) -> None:
             if p.total_steps
             else f"Preparing on {job.device}…",
         )
-    if job.active and st.button("Stop" if job.state == "running" else "Cancel", icon="⏹️", key=f"stop-{job.id}"):
+    if job.active and st.button(
+        "Stop" if job.state == "running" else "Cancel", icon=":material/stop:", key=f"stop-{job.id}"
+    ):
         queue.cancel(job.id)
         st.rerun()
 
@@ -314,7 +319,7 @@ if job is not None:
         where = f" at step {last.step:,} of {last.total_steps:,} after {last.elapsed:.1f} s" if last else ""
         st.warning(
             f"Stopped{where}. The charts keep what it learnt so far; a stopped run is not tested, so it cannot be saved.",
-            icon="⏹️",
+            icon=":material/stop:",
         )
     elif result is not None:
         st.subheader("Results")
@@ -354,11 +359,11 @@ if job is not None:
             name = name_column.text_input(
                 "Checkpoint name", value=f"{job.cfg.model}-run{job.id}", key=f"ft_name_{job.id}"
             )
-            if save_column.button("Save checkpoint", icon="💾", width="stretch", key=f"ft_save_{job.id}"):
+            if save_column.button("Save checkpoint", icon=":material/save:", width="stretch", key=f"ft_save_{job.id}"):
                 try:
                     saved = save_run(job.cfg, result, name, job.events)
                 except RunSaveError as error:  # full disk, read-only folder: the results above stay, the bundle works
-                    st.error(f"Saving failed: {error}", icon="💾")
+                    st.error(f"Saving failed: {error}", icon=":material/save:")
                     st.info("This run's results stay on this page, and the download bundle below needs no disk space.")
                 except (ValueError, OSError) as error:  # a bad or taken name, a card problem, a name taken meanwhile
                     st.error(f"Cannot save: {error}")
@@ -366,18 +371,21 @@ if job is not None:
                     show_on_draw_page(saved.name)
                     st.success(
                         f"Saved as **{saved.name}** (safetensors + model card). It is on the Draw page and the Compare scoreboard now.",
-                        icon="💾",
+                        icon=":material/save:",
                     )
-                    st.page_link("app_pages/draw.py", label="Try it on the Draw page", icon="✏️")
+                    st.page_link("app_pages/draw.py", label="Try it on the Draw page", icon=":material/draw:")
             bundle_name = name.strip()
             if not RUN_NAME.fullmatch(bundle_name):  # the bundle's file names, and what the importer accepts
                 bundle_name = f"{job.cfg.model}-run{job.id}"
             if result.num_params <= BUNDLE_INLINE_PARAMS or st.session_state.get("ft_bundle") == job.id:
                 st.download_button(
                     "Download bundle (weights, model card, config, augmentation code, metrics)", data=run_bundle(job.cfg, result, bundle_name, job.events),
-                    file_name=f"{bundle_name}.zip", mime="application/zip", icon="📦",
+                    file_name=f"{bundle_name}.zip", mime="application/zip", icon=":material/inventory_2:",
                 )  # fmt: skip
-            elif st.button(f"Prepare a download bundle ({result.num_params * 4 / 1e6:,.0f} MB of weights)", icon="📦"):
+            elif st.button(
+                f"Prepare a download bundle ({result.num_params * 4 / 1e6:,.0f} MB of weights)",
+                icon=":material/inventory_2:",
+            ):
                 st.session_state["ft_bundle"] = job.id
                 st.rerun()
 

@@ -36,7 +36,13 @@ def title(name: str) -> str:
 def download_png(label: str, image, file_name: str, key: str) -> None:
     """A PNG download; the PNG is only encoded when the button is clicked."""
     st.download_button(
-        label, data=partial(to_png, image), file_name=file_name, mime="image/png", on_click="ignore", key=key, icon="⬇️"
+        label,
+        data=partial(to_png, image),
+        file_name=file_name,
+        mime="image/png",
+        on_click="ignore",
+        key=key,
+        icon=":material/download:",
     )
 
 
@@ -80,7 +86,7 @@ if not weights_available(DEFAULT_CLASSIFIER):
         f"({get_spec(DEFAULT_CLASSIFIER).weights.meta['_file_size']:.0f} MB; plain `make weights` fetches every "
         f"pretrained model the app uses, 1.25 GB) into the torch hub cache; set TORCH_HOME to share one copy in a "
         f"classroom. Until then this page uses **{title(FALLBACK_CLASSIFIER)}**, whose ImageNet weights ship with the app.",
-        icon="📦",
+        icon=":material/inventory_2:",
     )
     offer_download(DEFAULT_CLASSIFIER)
 if not classifiers:
@@ -97,7 +103,7 @@ else:
     kinds = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
     upload = st.file_uploader("A photo (JPEG, PNG, WebP, GIF, BMP or TIFF)", type=kinds)
     if upload is None:
-        st.info("Upload a photo to explore it, or switch to a sample photo.", icon="📷")
+        st.info("Upload a photo to explore it, or switch to a sample photo.", icon=":material/photo_camera:")
         st.stop()
     data = upload.getvalue()
 try:
@@ -213,7 +219,7 @@ if not detectors:
     st.info(
         "Object detection needs the COCO weights of Faster R-CNN, which are not on this machine. Fetch them once with "
         "**`make weights`**, or download one here.",
-        icon="📦",
+        icon=":material/inventory_2:",
     )
     for name in list_models(task="detection"):
         offer_download(name)
@@ -223,7 +229,7 @@ else:
     left.caption(get_spec(detector).description)
     threshold = right.slider("Score threshold", min_value=MIN_SCORE, max_value=0.95, value=0.5, step=0.05)
     key = (photo_id, detector)
-    if st.button("Find objects", icon="🔎"):
+    if st.button("Find objects", icon=":material/search:"):
         with st.spinner(f"Running {title(detector)}…"):
             start = time.perf_counter()
             # Decoded again, larger: the classifiers need 256 px, the detector looks at 800.

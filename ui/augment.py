@@ -71,11 +71,25 @@ def edit_step(step: dict[str, Any], index: int, count: int):
     with card:
         title, up, down, remove = st.columns([8, 1, 1, 1], vertical_alignment="center")
         title.markdown(f"**{index + 1}. {info.title}** · `{info.target}` — {info.summary}")
-        up.button("↑", key=f"aug-up-{sid}", on_click=move_step, args=(index, -1), disabled=index == 0, help="earlier")
-        down.button(
-            "↓", key=f"aug-down-{sid}", on_click=move_step, args=(index, 1), disabled=index == count - 1, help="later"
+        up.button(
+            ":material/arrow_upward:",
+            key=f"aug-up-{sid}",
+            on_click=move_step,
+            args=(index, -1),
+            disabled=index == 0,
+            help="earlier",
         )
-        remove.button("✕", key=f"aug-remove-{sid}", on_click=remove_step, args=(index,), help="remove this step")
+        down.button(
+            ":material/arrow_downward:",
+            key=f"aug-down-{sid}",
+            on_click=move_step,
+            args=(index, 1),
+            disabled=index == count - 1,
+            help="later",
+        )
+        remove.button(
+            ":material/close:", key=f"aug-remove-{sid}", on_click=remove_step, args=(index,), help="remove this step"
+        )
         columns = st.columns(4)
         for number, param in enumerate(info.params):
             with columns[number % 4]:

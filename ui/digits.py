@@ -16,10 +16,10 @@ def show_predictions(predictions: dict[str, DigitPrediction], key: str) -> None:
     labels = {name: p.label for name, p in predictions.items()}
     if len(set(labels.values())) > 1:
         said = ", ".join(f"{get_spec(name).title} says **{label}**" for name, label in labels.items())
-        st.warning(f"The models disagree: {said}.", icon="⚖️")
+        st.warning(f"The models disagree: {said}.", icon=":material/balance:")
     elif labels:
         verdict = f"All {len(labels)} models say" if len(labels) > 1 else "The model says"
-        st.success(f"{verdict} **{next(iter(labels.values()))}**.", icon="✅")
+        st.success(f"{verdict} **{next(iter(labels.values()))}**.", icon=":material/check_circle:")
     for column, (name, prediction) in zip(st.columns(len(predictions)), predictions.items(), strict=True):
         with column:
             st.metric(get_spec(name).title, prediction.label, help=get_spec(name).description)

@@ -14,20 +14,22 @@ class PageInfo:
     summary: str  # one line on the Home page
 
 
-HOME = PageInfo("app_pages/home.py", "Home", "🏠", "", "What the app is for, this machine, and the digit models.")
+HOME = PageInfo(
+    "app_pages/home.py", "Home", ":material/home:", "", "What the app is for, this machine, and the digit models."
+)
 PAGES = (
-    PageInfo("app_pages/draw.py", "Draw a digit", "✏️", "draw",
+    PageInfo("app_pages/draw.py", "Draw a digit", ":material/draw:", "draw",
              "Draw on a canvas and watch three MNIST models (a LeNet-style CNN, a VGG-style CNN and a Vision "
              "Transformer) answer side by side, with the exact 28 × 28 input each one sees."),
-    PageInfo("app_pages/augment.py", "Augmentation lab", "🧪", "augment",
+    PageInfo("app_pages/augment.py", "Augmentation lab", ":material/science:", "augment",
              "Build a torchvision transforms pipeline, preview what it does, export it as code, and probe how far "
              "a digit can be rotated, shifted or blurred before the models give up."),
-    PageInfo("app_pages/photo.py", "Photo explorer", "📷", "photo",
+    PageInfo("app_pages/photo.py", "Photo explorer", ":material/photo_camera:", "photo",
              "Upload a photo: ImageNet top-3, feature maps from early, middle and late layers, first-layer "
              "filters, Grad-CAM, a transformer side by side, and object detection."),
-    PageInfo("app_pages/finetune.py", "Fine-tune", "🏋️", "finetune",
+    PageInfo("app_pages/finetune.py", "Fine-tune", ":material/model_training:", "finetune",
              "Train or fine-tune a model in a couple of minutes with live charts, then save it and draw on it."),
-    PageInfo("app_pages/compare.py", "Compare", "📊", "compare",
+    PageInfo("app_pages/compare.py", "Compare", ":material/leaderboard:", "compare",
              "A scoreboard of every model by accuracy, F1, loss, size, training time and latency; architectures, "
              "filters, attention maps, and hyperparameter sweeps."),
 )  # fmt: skip
