@@ -3,8 +3,11 @@
 import streamlit as st
 
 from ui.navigation import HOME, PAGES
+from ui.owner import remember_browser, teacher_login
 
 st.set_page_config(page_title="Vision explorer", page_icon=":material/visibility:", layout="wide")
+remember_browser()  # this browser's runs stay its own across reloads and tabs
+teacher_login()
 st.navigation(
     [
         st.Page(HOME.path, title=HOME.title, icon=HOME.icon, default=True),

@@ -28,7 +28,11 @@ PAGES = (
              "Upload a photo: ImageNet top-3, feature maps from early, middle and late layers, first-layer "
              "filters, Grad-CAM, a transformer side by side, and object detection."),
     PageInfo("app_pages/finetune.py", "Fine-tune", ":material/model_training:", "finetune",
-             "Train or fine-tune a model in a couple of minutes with live charts, then save it and draw on it."),
+             "Train or fine-tune a model on MNIST digits or CIFAR-10 photos in a minute or two, with live charts; save "
+             "it, draw on it, or try it on a photo."),
+    PageInfo("app_pages/my_classes.py", "My classes", ":material/category:", "my-classes",
+             "Name a few classes of your own, add pictures (uploads, a zip or the camera), and train a network on "
+             "them in seconds; then try it on new photos."),
     PageInfo("app_pages/compare.py", "Compare", ":material/leaderboard:", "compare",
              "A scoreboard of every model by accuracy, F1, loss, size, training time and latency; architectures, "
              "filters, attention maps, and hyperparameter sweeps."),

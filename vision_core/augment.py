@@ -411,6 +411,8 @@ class PipelineSpec:
 
 # What trained the shipped checkpoints (DigitAugment's defaults), as a spec: batch_augment(it) == DigitAugment().
 SHIPPED_DIGIT_PRESET = PipelineSpec((Step("DigitWarp"), Step("StrokeThickness")))
+# The course's CIFAR-10 training augmentation (its Normalize(0.5, 0.5) is inside the models).
+CIFAR10_COURSE_PRESET = PipelineSpec((Step("RandomHorizontalFlip"), Step("RandomCrop", {"size": 32, "padding": 4})))
 PRESETS: dict[str, PipelineSpec] = {
     "Shipped digit training (what the digit models were trained with)": SHIPPED_DIGIT_PRESET,
     "Stronger digit training": PipelineSpec(

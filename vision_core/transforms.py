@@ -137,9 +137,12 @@ def to_image(values: torch.Tensor, size: int | None = None) -> Image.Image:
     return image
 
 
-def mnist_to_input(images: torch.Tensor) -> torch.Tensor:
-    """The digit models' eval transform: uint8 (N, 28, 28) MNIST images -> (N, 1, 28, 28) floats in [0, 1]."""
-    return images.unsqueeze(1).float().div_(255.0)
+def to_input(images: torch.Tensor) -> torch.Tensor:
+    """Every dataset's eval transform: uint8 images (N, H, W) or (N, C, H, W) -> (N, C, H, W) floats in [0, 1]."""
+    return (images.unsqueeze(1) if images.ndim == 3 else images).float().div_(255.0)
+
+
+mnist_to_input = to_input  # TODO(merge): the pages' old name; rename at the call sites once the page branches land
 
 
 @dataclass(frozen=True)

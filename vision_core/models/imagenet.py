@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -28,10 +29,17 @@ import timm
 import torch
 from timm.data import create_transform, resolve_data_config
 from torch import nn
-from torchvision.models import ResNet50_Weights, WeightsEnum
+from torchvision.models import ResNet50_Weights, Swin_T_Weights, WeightsEnum, resnet50, swin_t
+from torchvision.models.detection import (
+    FasterRCNN_MobileNet_V3_Large_FPN_Weights,
+    FasterRCNN_ResNet50_FPN_V2_Weights,
+    fasterrcnn_mobilenet_v3_large_fpn,
+    fasterrcnn_resnet50_fpn_v2,
+)
 
 from vision_core.checkpoints import CheckpointError
 from vision_core.hooks import LayerGuide
+from vision_core.registry import ModelSpec, WeightsMissingError, get_spec, register
 
 # The 1000 ImageNet-1k class names in index order; timm's in1k models use the same order.
 IMAGENET_CATEGORIES: tuple[str, ...] = tuple(ResNet50_Weights.DEFAULT.meta["categories"])
@@ -154,16 +162,14 @@ def build_efficientnet_lite0() -> nn.Module:
     return timm.create_model(TIMM_EFFICIENTNET, pretrained=False)
 
 
-def load_efficientnet_lite0(path: Path, device: torch.device) -> nn.Module:
-    """timm's ``tf_efficientnet_lite0`` with the packaged weights.
+def efficientnet_lite0_state(path: Path) -> dict[str, torch.Tensor]:
+    """The packaged ImageNet weights under timm's ``tf_efficientnet_lite0`` key names.
 
-    The file uses the original EfficientNet-PyTorch key names (``_conv_stem``, ``_blocks.0...``);
-    its tensors are in the same order as timm's state dict, so they are mapped one to one after
-    checking that every shape matches.
+    The file uses the original EfficientNet-PyTorch key names (``_conv_stem``, ``_blocks.0...``); its tensors are in
+    the same order as timm's state dict, so they are mapped one to one after checking that every shape matches.
     """
     source = read_weights_file(path, fix=f"reinstall: {EFFICIENTNET_PIP}")
-    model = build_efficientnet_lite0()
-    target = model.state_dict()
+    target = build_efficientnet_lite0().state_dict()
     if len(source) != len(target):
         raise CheckpointError(f"{path} holds {len(source)} tensors; {TIMM_EFFICIENTNET} has {len(target)}")
     mapped = {}
@@ -173,7 +179,13 @@ def load_efficientnet_lite0(path: Path, device: torch.device) -> nn.Module:
                 f"{path}: {source_key} {tuple(tensor.shape)} does not fit {target_key} {tuple(expected.shape)}"
             )
         mapped[target_key] = tensor
-    model.load_state_dict(mapped)
+    return mapped
+
+
+def load_efficientnet_lite0(path: Path, device: torch.device) -> nn.Module:
+    """timm's ``tf_efficientnet_lite0`` with the packaged ImageNet weights, ready for inference."""
+    model = build_efficientnet_lite0()
+    model.load_state_dict(efficientnet_lite0_state(path))
     return prepare_for_inference(model, device, channels_last=True)
 
 
@@ -228,3 +240,88 @@ SWIN_T_LAYERS = LayerGuide(
     first_conv="features.0.0",  # the 4 x 4 patch embedding
     channels_last=True,
 )
+
+
+# --- Registrations: the photo page's classifiers and detectors ---------------------------------------------------
+
+FETCH_HINT = "Fetch them (once, online) with: make weights"
+
+
+def accuracy_note(weights: WeightsEnum) -> str:
+    return f"ImageNet-1k top-1 {weights.meta['_metrics']['ImageNet-1K']['acc@1']:.1f}%"
+
+
+def _torchvision_spec(
+    name: str, title: str, task: str, builder: Callable[..., nn.Module], weights: WeightsEnum, layers: LayerGuide | None = None,
+    channels_last: bool = False, description: str = "",
+) -> ModelSpec:  # fmt: skip
+    """A torchvision classifier ("imagenet") or detector ("detection") with its hub weights and their transforms."""
+    detection = task == "detection"
+    build = partial(builder, weights=None, **({"weights_backbone": None, "num_classes": 91} if detection else {}))
+    transform = weights.transforms()  # the only preprocessing: resize, crop, normalise exactly as in training
+    size = transform.crop_size[0] if not detection else 800  # detectors resize inside: shorter side 800
+    return ModelSpec(
+        name=name, title=title, task=task, architecture=name,
+        preprocess=transform, labels=tuple(weights.meta["categories"]), input_size=(3, size, size),
+        weights_file=partial(hub_checkpoint_path, weights),
+        loader=partial(load_hub_model, build, channels_last=channels_last), source="pretrained",
+        description=description, weights=weights,
+        rebuild_hint=f"{FETCH_HINT} (downloads {weights.meta['_file_size']:.0f} MB into the torch hub cache, honouring TORCH_HOME).",
+        mean_std=None if detection else (tuple(transform.mean), tuple(transform.std)), layers=layers,
+    )  # fmt: skip
+
+
+def fetch_weights(name: str, progress: Progress | None = None) -> Path:
+    """Download the named model's pretrained weights into the torch hub cache (no-op when already there).
+
+    ``progress(done_bytes, total_bytes)`` is called as the data arrives. Raises ``WeightsDownloadError`` when
+    offline or when the file's hash is wrong.
+    """
+    spec = get_spec(name)
+    path = spec.weights_file()
+    if path.is_file():
+        return path
+    if spec.weights is None:
+        raise WeightsMissingError(f"{spec.title} weights cannot be downloaded. {spec.rebuild_hint}".strip())
+    return download_file(spec.weights.url, path, progress=progress)
+
+
+register(
+    _torchvision_spec(
+        "resnet50", "ResNet-50", "imagenet", resnet50, ResNet50_Weights.DEFAULT, RESNET50_LAYERS, channels_last=True,
+        description=f"He et al. 2015: 50 layers in 16 residual bottleneck blocks; torchvision's V2 weights ({accuracy_note(ResNet50_Weights.DEFAULT)}).",
+    )
+)  # fmt: skip
+_lite0_config = efficientnet_lite0_config()
+register(
+    ModelSpec(
+        name="efficientnet_lite0", title="EfficientNet-Lite0", task="imagenet", architecture=TIMM_EFFICIENTNET,
+        preprocess=efficientnet_lite0_transform(), labels=IMAGENET_CATEGORIES, input_size=(3, 224, 224),
+        weights_file=efficientnet_lite0_path, loader=load_efficientnet_lite0, source="pretrained",
+        mean_std=(tuple(_lite0_config["mean"]), tuple(_lite0_config["std"])), layers=EFFICIENTNET_LITE0_LAYERS,
+        description="Tan & Le 2019, the mobile 'Lite' variant (ImageNet-1k top-1 75.1%); its weights ship in a Python "
+        "package, so it works offline.",
+        rebuild_hint=f"Install them with: {EFFICIENTNET_PIP}",
+    )
+)  # fmt: skip
+register(
+    _torchvision_spec(
+        "swin_t", "Swin-T (transformer)", "imagenet", swin_t, Swin_T_Weights.DEFAULT, SWIN_T_LAYERS,
+        description=f"Liu et al. 2021: a vision transformer with shifted-window attention over 4 x 4 patches ({accuracy_note(Swin_T_Weights.DEFAULT)}).",
+    )
+)  # fmt: skip
+register(
+    _torchvision_spec(
+        "fasterrcnn_resnet50_fpn_v2", "Faster R-CNN (ResNet-50 FPN v2)", "detection", fasterrcnn_resnet50_fpn_v2,
+        FasterRCNN_ResNet50_FPN_V2_Weights.DEFAULT,
+        description="Ren et al. 2015, improved backbone and heads (COCO box mAP 46.7). Accurate; a few seconds per photo on a CPU.",
+    )
+)  # fmt: skip
+register(
+    _torchvision_spec(
+        "fasterrcnn_mobilenet_v3_large_fpn", "Faster R-CNN (MobileNetV3-Large FPN)", "detection",
+        fasterrcnn_mobilenet_v3_large_fpn,
+        FasterRCNN_MobileNet_V3_Large_FPN_Weights.DEFAULT,
+        description="The same detector on a mobile backbone (COCO box mAP 32.8): less accurate, several times faster on a CPU.",
+    )
+)  # fmt: skip

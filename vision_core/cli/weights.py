@@ -1,8 +1,8 @@
 """Pre-fetch pretrained weights into the torch hub cache, for classrooms without internet (``make weights``).
 
-    python -m vision_core.weights                # every registered model with torchvision weights
-    python -m vision_core.weights resnet50       # just these
-    python -m vision_core.weights --list         # what is here and what is missing
+    python -m vision_core weights                # every registered model with torchvision weights
+    python -m vision_core weights resnet50       # just these
+    python -m vision_core weights --list         # what is here and what is missing
 
 Files go where torchvision looks for them: ``$TORCH_HOME/hub/checkpoints`` (default ``~/.cache/torch/hub``).
 Fetch once on a connected machine, then copy that folder to the classroom machines or point
@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vision_core.models.imagenet import WeightsDownloadError
-from vision_core.registry import fetch_weights, get_spec, list_models, weights_available, weights_path
+from vision_core.models.imagenet import WeightsDownloadError, fetch_weights
+from vision_core.registry import get_spec, list_models, weights_available, weights_path
 
 
 def downloadable() -> list[str]:
@@ -36,7 +36,9 @@ def _progress(name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m vision_core weights", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("models", nargs="*", help=f"any of {', '.join(downloadable())} (default: all)")
     parser.add_argument("--list", action="store_true", help="show where each model's weights are, fetch nothing")
     args = parser.parse_args(argv)

@@ -1,0 +1,1 @@
+"""The command lines: ``python -m vision_core train | weights | data``."""
