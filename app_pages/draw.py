@@ -19,7 +19,7 @@ from vision_core import (
     to_image,
 )
 from vision_core.images import DIGIT_MAX_SIDE
-from vision_core.registry import SHIPPED_DIGIT_MODELS
+from ui.resources import SHIPPED_DIGIT_MODELS
 
 CANVAS_SIZE = 280
 DRAW, UPLOAD = "Draw on the canvas", "Upload a photo of a handwritten digit"

@@ -30,7 +30,8 @@ from vision_core.my_classes import (
 from vision_core.runs import RUNS_DIR
 from vision_core.training import TrainConfigError, default_config
 
-PICTURES, NAMES, CLASS_SET, JOB = "my_pictures", "my_class_names", "my_classes_file", "my_classes_job"
+PICTURES, NAMES, NOTES = "my_pictures", "my_class_names", "my_notes"
+CLASS_SET, JOB = "my_classes_file", "my_classes_job"
 SETS_DIR = RUNS_DIR / ".work" / "class-sets"  # what a run reads in its own process (bounded: 500 pictures, ~25 MB)
 service, caller = run_service(), current_caller()
 pictures: dict[int, list[torch.Tensor]] = st.session_state.setdefault(
@@ -38,11 +39,34 @@ pictures: dict[int, list[torch.Tensor]] = st.session_state.setdefault(
 )  # class number -> (3, 128, 128) uint8
 
 
-def add(number: int, new: list[torch.Tensor]) -> None:
+def add(number: int, new: list[torch.Tensor], problems: list[str]) -> None:
+    """Keep ``new`` pictures for class ``number`` (up to the limit) and what went wrong, to show on the next run."""
     room = MAX_PER_CLASS - len(pictures.get(number, []))
     pictures.setdefault(number, []).extend(new[:room])
     if len(new) > room:
-        st.warning(f"Only {max(room, 0)} of the {len(new)} pictures were added: a class takes at most {MAX_PER_CLASS}.")
+        problems.append(f"only {max(room, 0)} of the {len(new)} pictures were added: a class takes at most {MAX_PER_CLASS}")  # fmt: skip
+    st.session_state[NOTES] = problems[:5]
+    st.session_state[f"my_round_{number}"] = st.session_state.get(f"my_round_{number}", 0) + 1  # empties the uploader
+
+
+def on_upload(number: int, key: str) -> None:
+    """The uploader's callback: each batch of files is read once (a rerun does not read them again)."""
+    uploads = st.session_state.get(key) or []
+    try:
+        new, problems = read_pictures([(upload.name, upload.getvalue()) for upload in uploads])
+    except ClassSetError as error:
+        new, problems = [], [str(error)]
+    add(number, new, [f"skipped {problem}" for problem in problems])
+
+
+def on_camera(number: int, key: str) -> None:
+    shot = st.session_state.get(key)
+    if shot is None:
+        return
+    try:
+        add(number, [prepare_picture(load_image(shot.getvalue()))], [])
+    except ImageError as error:
+        add(number, [], [f"cannot use this picture: {error}"])
 
 
 def class_box(number: int) -> None:
@@ -51,28 +75,15 @@ def class_box(number: int) -> None:
         st.session_state.setdefault(f"my_name_{number}", f"class {number + 1}")
         name = st.text_input(f"Class {number + 1}", key=f"my_name_{number}", max_chars=40)
         st.session_state.setdefault(NAMES, {})[number] = name
-        uploads = st.file_uploader(
+        round_ = st.session_state.get(f"my_round_{number}", 0)
+        key = f"my_upload_{number}_{round_}"
+        st.file_uploader(
             f"Pictures of {name}", type=["jpg", "jpeg", "png", "webp", "gif", "bmp"], accept_multiple_files=True,
-            key=f"my_upload_{number}_{len(pictures.get(number, []))}",
+            key=key, on_change=on_upload, args=(number, key),
         )  # fmt: skip
-        if uploads:
-            try:
-                new, problems = read_pictures([(upload.name, upload.getvalue()) for upload in uploads])
-            except ClassSetError as error:
-                st.error(str(error))
-            else:
-                add(number, new)
-                for problem in problems[:5]:
-                    st.warning(f"Skipped {problem}")
-                st.rerun()
         if st.toggle("Camera", key=f"my_camera_on_{number}"):
-            shot = st.camera_input(f"A picture of {name}", key=f"my_camera_{number}_{len(pictures.get(number, []))}")
-            if shot is not None:
-                try:
-                    add(number, [prepare_picture(load_image(shot.getvalue()))])
-                except ImageError as error:
-                    st.error(f"Cannot use this picture: {error}")
-                st.rerun()
+            camera = f"my_camera_{number}_{round_}"
+            st.camera_input(f"A picture of {name}", key=camera, on_change=on_camera, args=(number, camera))
         mine = pictures.get(number, [])
         st.caption(f"{len(mine)} picture(s)" + ("" if len(mine) >= MIN_PER_CLASS else f": at least {MIN_PER_CLASS} needed"))  # fmt: skip
         if mine:
@@ -135,6 +146,8 @@ with st.expander("Or upload a zip with one folder per class", icon=":material/fo
                 st.warning(f"Skipped {problem}")
             st.rerun()
 
+for note in st.session_state.pop(NOTES, []):
+    st.warning(note[0].upper() + note[1:], icon=":material/warning:")
 columns = st.columns(min(st.session_state.my_count, 3))
 for number in range(st.session_state.my_count):
     with columns[number % len(columns)]:

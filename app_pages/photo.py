@@ -12,7 +12,7 @@ from ui.resources import cached_analysis, cached_grad_cam, cached_model
 from vision_core import ImageError, describe_device, get_spec, list_models, load_image, resolve_device
 from vision_core.checkpoints import CheckpointError
 from vision_core.images import DETECTION_DRAFT_SIZE, PHOTO_DRAFT_SIZE
-from vision_core.models.imagenet import WeightsDownloadError
+from vision_core.models.imagenet import WeightsDownloadError, fetch_weights
 from vision_core.photo import (
     DEFAULT_CLASSIFIER,
     FALLBACK_CLASSIFIER,
@@ -20,7 +20,7 @@ from vision_core.photo import (
     fast_precision,
     first_layer_filters,
 )
-from vision_core.registry import WeightsMissingError, fetch_weights, weights_available, weights_path
+from vision_core.registry import WeightsMissingError, weights_available, weights_path
 from vision_core.visuals import cam_overlay, denormalize, draw_detections, feature_grid, filter_grid, to_png
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"

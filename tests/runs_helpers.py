@@ -40,4 +40,6 @@ def shipped_run(name: str = "lenet") -> tuple[TrainConfig, RunFinished, TrainedW
 def bundle_of(cfg: TrainConfig, result: RunFinished, weights: TrainedWeights, name: str) -> bytes:
     """The download format (``runs.write_bundle`` without a run folder)."""
     card = run_card(cfg, result, name, weights)
-    return bundle_files(card, weights.to_bytes(name), config_to_dict(cfg), augment_spec(cfg), run_metrics(result, [EPOCH]))
+    return bundle_files(
+        card, weights.to_bytes(name), config_to_dict(cfg), augment_spec(cfg), run_metrics(result, [EPOCH])
+    )

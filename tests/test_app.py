@@ -30,7 +30,7 @@ def test_home_page_shows_purpose_device_and_models(app):
     text = " ".join(m.value for m in app.markdown)
     assert "Models run on" in text and ("CPU" in text or "GPU" in text or "NVIDIA" in text)
     links = [link.proto.label for link in app.get("page_link")]
-    assert links == ["Draw a digit", "Augmentation lab", "Photo explorer", "Fine-tune", "Compare"]
+    assert links == ["Draw a digit", "Augmentation lab", "Photo explorer", "Fine-tune", "My classes", "Compare"]
     assert len(app.caption) == len(links) and all(len(caption.value) > 40 for caption in app.caption)
     table = app.dataframe[0].value
     assert list(table["name"]) == list_models(task="digits")

@@ -99,5 +99,3 @@ def test_a_version_1_card_reads_as_an_mnist_model(tmp_path, tiny):
     path.with_suffix(".json").write_text(json.dumps(card))
     _, loaded = load_checkpoint(path)
     assert loaded.dataset == "mnist" and loaded.card_version == 1 and loaded.class_names[3] == "3"
-
-

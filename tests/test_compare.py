@@ -12,6 +12,7 @@ from vision_core.compare import (
     architecture_summary,
     attention_maps,
     capture_attention,
+    carded_models,
     filter_image,
     first_conv,
     grid_configs,
@@ -21,8 +22,10 @@ from vision_core.compare import (
     sweep_table,
 )
 from vision_core.hooks import hook_count
-from vision_core.jobs import RunQueue
-from vision_core.training import TRAIN_SIZES, TrainConfig, fine_tune, save_run
+from vision_core.jobs import Caller, RunQueue
+from vision_core.registry import build_model
+from vision_core.runs import save_run
+from vision_core.training import TrainConfig
 
 TINY = TrainConfig(
     model="lenet", train_size=600, batch_size=32, max_steps=2, val_size=200, test_size=200, device="cpu", log_every=1
@@ -37,7 +40,7 @@ def isolated_registry(monkeypatch):
 @pytest.fixture(scope="module")
 def vit():
     torch.manual_seed(0)
-    return get_spec("vit").builder().eval()
+    return build_model("vit").eval()
 
 
 def test_attention_maps_match_timms_unfused_attention(vit):
@@ -65,12 +68,12 @@ def test_attention_hooks_are_removed_when_the_forward_fails(vit):
 
 def test_cnns_have_no_attention_to_show():
     with pytest.raises(CompareError, match="not a vision transformer"):
-        attention_maps(get_spec("lenet").builder(), torch.rand(1, 28, 28))
+        attention_maps(build_model("lenet"), torch.rand(1, 28, 28))
 
 
 @pytest.mark.parametrize("name", ["lenet", "vgg", "vit", "resnet18"])
 def test_architecture_summary_adds_up_and_leaves_the_model_alone(name):
-    model = get_spec(name).builder().train()
+    model = build_model(get_spec(name).architecture).train()
     for depth in (1, 3):
         table = architecture_summary(model, get_spec(name).input_size, depth=depth)
         assert table["parameters"].sum() == count_parameters(model), depth
@@ -79,37 +82,45 @@ def test_architecture_summary_adds_up_and_leaves_the_model_alone(name):
 
 
 def test_first_layer_filters_become_a_picture():
-    name, weights = first_conv(get_spec("lenet").builder())
+    name, weights = first_conv(build_model("lenet"))
     assert name == "features.0" and weights.shape == (6, 1, 5, 5)
     assert filter_image(weights, tile=20).size[0] >= 3 * 20  # 6 tiles: 3 per row
-    _, rgb = first_conv(get_spec("resnet18").builder())
+    _, rgb = first_conv(build_model("resnet18"))
     assert rgb.shape == (64, 3, 7, 7) and filter_image(rgb).mode == "RGB"
 
 
-def test_scoreboard_has_every_carded_model_with_latency_and_saved_runs(tmp_path, isolated_registry):
-    events = list(fine_tune(TINY))
-    save_run(TINY, events[-1], "scored-run", events, directory=tmp_path)
-    table = scoreboard(repeats=3)
-    row = table.set_index("name").loc["scored-run"]
-    assert row["source"] == "saved run" and row["accuracy"] == events[-1].accuracy and row["latency (ms)"] > 0
-    shipped = table.set_index("name").loc["lenet"]
-    assert shipped["source"] == "shipped" and shipped["accuracy"] > 0.98 and shipped["parameters"] == 61_706
+def test_scoreboard_reads_every_card_of_a_dataset_and_never_loads_a_model(tmp_path, isolated_registry, monkeypatch):
+    from runs_helpers import EPOCH, shipped_run
+
+    from vision_core import registry as core_registry
+
+    cfg, result, weights, _ = shipped_run("lenet")
+    save_run(cfg, result, weights, "scored-run", [EPOCH], directory=tmp_path)
+    monkeypatch.setattr(core_registry, "load_model", lambda *a, **k: pytest.fail("the scoreboard reads cards only"))
+    names = carded_models("mnist")
+    assert names[:3] == ["lenet", "vgg", "vit"] and "scored-run" in names and "mish_cnn" not in names
+    table = scoreboard(names).set_index("name")
+    assert table.loc["scored-run", "source"] == "saved run" and table.loc["scored-run", "accuracy"] == result.accuracy
+    assert table.loc["lenet", "accuracy"] > 0.98 and table.loc["lenet", "parameters"] == 61_706
+    assert set(table["dataset"]) == {"MNIST digits"} and "latency (ms)" not in table
     history = history_table(saved=["scored-run"])
-    assert list(history["run"]) == ["saved: scored-run"] and history["accuracy"].between(0, 1).all()
+    assert list(history["run"]) == ["saved: scored-run"] and list(history["dataset"]) == ["MNIST digits"]
 
 
-def test_sweep_configs_and_results():
+def test_sweep_configs_and_results(tmp_path):
     grid = grid_configs(TINY, [32, 64], [1e-3, 3e-3, 1e-2], ["adam"])
     assert len(grid) == 6 and {(c.batch_size, c.lr) for c in grid} == {
         (b, lr) for b in (32, 64) for lr in (1e-3, 3e-3, 1e-2)
     }
     with pytest.raises(CompareError, match="too many"):
         grid_configs(TINY, [16, 32, 64, 128, 256], [1e-4, 1e-3, 1e-2], ["adam", "sgd"])
-    assert [c.train_size for c in scaling_configs(TINY)] == list(TRAIN_SIZES)
+    assert [c.train_size for c in scaling_configs(TINY, [6_000, 600])] == [600, 6_000]
 
-    queue = RunQueue()
-    jobs = [queue.submit(cfg, group="g") for cfg in scaling_configs(TINY, [1_800, 600])]
-    assert all(queue.wait(job, timeout=120) for job in jobs) and queue.join(timeout=10)
+    queue = RunQueue(work_dir=tmp_path)
+    jobs = queue.submit_many(scaling_configs(TINY, [1_800, 600]), Caller("me"), group="g")
+    assert all(queue.wait(job.id, timeout=180) for job in jobs) and queue.join(timeout=10)
     table = sweep_table(queue.jobs("g"))
     assert list(table["train size"]) == [600, 1_800] and table["accuracy"].notna().all()
-    assert history_table(queue.jobs("g"), saved=[])["run"].nunique() == 2
+    runs = [(job, queue.events(job.id)) for job in queue.jobs("g")]
+    assert history_table(runs)["run"].nunique() == 2
+    queue.shutdown()

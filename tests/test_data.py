@@ -54,3 +54,31 @@ def test_full_size_subset_is_a_permutation_and_bad_sizes_are_refused():
     assert sorted(balanced_subset(labels, 60_000).tolist()) == list(range(60_000))
     with pytest.raises(ValueError, match="multiple of 10"):
         balanced_subset(labels, 605)
+
+
+def test_the_cifar10_subset_ships_intact_and_decodes_balanced(root):
+    from vision_core.data import CIFAR10_CLASSES, load_cifar10
+
+    tar = root / "data" / "cifar10" / "cifar10-jpeg.tar"
+    assert hashlib.md5(tar.read_bytes()).hexdigest() == "0234d95a76600b96402833fcec71eb3a"  # as its README says
+    for split, per_class in (("train", 1_000), ("test", 200)):
+        data = load_cifar10(split)
+        assert data.images.shape == (10 * per_class, 3, 32, 32) and data.images.dtype == torch.uint8
+        assert torch.bincount(data.labels).tolist() == [per_class] * 10
+    test = load_cifar10("test")
+    assert sorted(set(test.labels[:20].tolist())) == list(range(10))  # interleaved: a short validation sees every class
+    assert len(CIFAR10_CLASSES) == 10 and 60 < float(test.images.float().mean()) < 180
+
+
+def test_datasets_say_what_they_are_and_where_to_get_more():
+    from vision_core.datasets import get_dataset, list_datasets
+
+    assert list_datasets() == ["mnist", "cifar10", "my-classes"]
+    cifar = get_dataset("cifar10")
+    assert (cifar.channels, cifar.image_size, cifar.mean) == (3, 32, (0.5, 0.5, 0.5)) and cifar.fetch is not None
+    assert [s.name for s in cifar.augment.steps] == ["RandomHorizontalFlip", "RandomCrop"]
+    with pytest.raises(KeyError, match="unknown dataset 'imagenet'"):
+        get_dataset("imagenet")
+    from PIL import Image
+
+    assert cifar.preprocess(Image.new("RGB", (640, 480), (255, 0, 0))).shape == (3, 32, 32)

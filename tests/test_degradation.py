@@ -21,16 +21,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from runs_helpers import shipped_run
 from streamlit.testing.v1 import AppTest
 from torchvision.models import ResNet50_Weights
 
-from vision_core import checkpoints, fine_tune, list_models, registry, training
+from vision_core import checkpoints, list_models, registry, runs
 from vision_core.device import resolve_device
-from vision_core.jobs import RunQueue
+from vision_core.jobs import Caller, RunQueue
 from vision_core.models import imagenet
-from vision_core.models.imagenet import DOWNLOAD_TIMEOUT_S, WeightsDownloadError, download_file
-from vision_core.registry import fetch_weights, weights_available
-from vision_core.training import RunSaveError, TrainConfig, TrainConfigError, check_config, save_run
+from vision_core.models.imagenet import DOWNLOAD_TIMEOUT_S, WeightsDownloadError, download_file, fetch_weights
+from vision_core.registry import weights_available
+from vision_core.runs import RunSaveError, save_run
+from vision_core.training import TrainConfig, TrainConfigError, check_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = TrainConfig(model="lenet", train_size=600, max_steps=2, val_size=200, test_size=200, device="cpu")
@@ -49,36 +51,38 @@ def button(app: AppTest, label: str):
 def runs_dir(tmp_path, monkeypatch):
     """Saved runs go to a temporary folder and leave the registry as they found it."""
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    monkeypatch.setattr(training, "RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setattr(runs, "RUNS_DIR", tmp_path / "runs")
     return tmp_path / "runs"
 
 
 @pytest.fixture(scope="module")
 def finished():
-    events = list(fine_tune(TINY))
-    return events[-1], events
+    """A finished run (the shipped LeNet's weights): what the run service hands over for saving."""
+    return shipped_run("lenet")
 
 
-def disk_error(code: int, message: str):
-    """A ``save_file`` stand-in that writes half a file, then fails as the disk would."""
+def disk_error(code: int, message: str, after: int = 0):
+    """An ``fsync`` stand-in that lets ``after`` files through, then fails as the disk would (the data is half out)."""
+    calls = []
 
-    def save_file(_state, filename, metadata=None):
-        Path(filename).write_bytes(b"\0" * 4096)
-        raise OSError(code, message, filename)
+    def fsync(_fd):
+        calls.append(_fd)
+        if len(calls) > after:
+            raise OSError(code, message)
 
-    return save_file
+    return fsync
 
 
 # --- (a) no GPU -------------------------------------------------------------------------------------------------
 
 
-def test_no_gpu_auto_means_cpu_and_asking_for_cuda_is_refused_clearly(monkeypatch):
+def test_no_gpu_auto_means_cpu_and_asking_for_cuda_is_refused_clearly(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto").type == "cpu"
-    queue = RunQueue()
+    queue = RunQueue(work_dir=tmp_path)
     for device in ("cuda", "cuda:0"):
         with pytest.raises(TrainConfigError, match=r"cannot train on device 'cuda.*no GPU.*offers auto, cpu;"):
-            queue.submit(dataclasses.replace(TINY, device=device))
+            queue.submit(dataclasses.replace(TINY, device=device), Caller("me"))
     with pytest.raises(TrainConfigError, match="cannot train on device 'gpu'"):
         check_config(dataclasses.replace(TINY, device="gpu"))  # a typo is explained too, not a RuntimeError
     assert not queue.jobs() and not [t for t in threading.enumerate() if t.name.startswith("run-queue")]
@@ -118,7 +122,7 @@ def offline(monkeypatch):
 def test_finetune_page_without_imagenet_weights_explains_and_fails_the_download_clearly(tmp_path, monkeypatch, offline):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     app = open_page("app_pages/finetune.py")
-    app.selectbox(key="ft_model").set_value("resnet18").run()
+    app.selectbox(key="ft_model_mnist").set_value("resnet18").run()
     assert any("ImageNet weights are not on this machine" in w.value for w in app.warning)
     button(app, "Start run").click().run()  # init "imagenet" without the file: refused with the fix
     assert not app.exception and any("Cannot start this run" in e.value and "weights" in e.value for e in app.error)
@@ -129,7 +133,7 @@ def test_finetune_page_without_imagenet_weights_explains_and_fails_the_download_
     message = " ".join(e.value for e in app.error)
     assert not app.exception and "The download failed" in message and "make weights" in message
     assert not list(tmp_path.rglob("*.partial")) and not weights_available("resnet18")
-    app.selectbox(key="ft_model").set_value("lenet").run()  # the rest of the page still works
+    app.selectbox(key="ft_model_mnist").set_value("lenet").run()  # the rest of the page still works
     assert not app.exception and not app.error
 
 
@@ -204,49 +208,47 @@ def test_a_full_disk_during_a_download_is_a_download_error(tmp_path, monkeypatch
 def test_save_run_on_a_refusing_disk_explains_and_leaves_nothing(
     finished, runs_dir, monkeypatch, code, text, cause, advice
 ):
-    result, events = finished
-    monkeypatch.setattr(checkpoints, "save_file", disk_error(code, text))
+    cfg, result, weights, _ = finished
+    monkeypatch.setattr(checkpoints.os, "fsync", disk_error(code, text))
     with pytest.raises(RunSaveError, match=rf"could not save run 'broken' in {runs_dir}: {cause} \({text}.*{advice}"):
-        save_run(TINY, result, "broken", events)
-    assert not list(runs_dir.iterdir()) and "broken" not in list_models()
+        save_run(cfg, result, weights, "broken")
+    assert not visible(runs_dir) and "broken" not in list_models()
     monkeypatch.undo()  # the disk is fine again: the same name saves, nothing half-written blocks it
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    assert save_run(TINY, result, "broken", events, directory=runs_dir).name == "broken"
-    assert sorted(p.name for p in runs_dir.iterdir()) == ["broken.history.json", "broken.json", "broken.safetensors"]
+    assert save_run(cfg, result, weights, "broken", directory=runs_dir).name == "broken"
+    assert visible(runs_dir) == ["broken.history.json", "broken.json", "broken.owner", "broken.safetensors"]
+
+
+def visible(folder: Path) -> list[str]:
+    """The files a saved run consists of (name claims live in a hidden folder)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.exists() else []
 
 
 def test_a_disk_that_fills_up_after_the_weights_leaves_no_half_checkpoint(finished, runs_dir, monkeypatch):
-    result, events = finished
-    real_write_text = Path.write_text
-
-    def full_for_history(self, *args, **kwargs):
-        if ".history.json" in self.name:
-            raise OSError(errno.ENOSPC, "No space left on device", str(self))
-        return real_write_text(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "write_text", full_for_history)
+    cfg, result, weights, _ = finished
+    monkeypatch.setattr(checkpoints.os, "fsync", disk_error(errno.ENOSPC, "No space left on device", after=1))
     with pytest.raises(RunSaveError, match="the disk is full"):
-        save_run(TINY, result, "late", events)
-    assert not list(runs_dir.iterdir()) and "late" not in list_models()
+        save_run(cfg, result, weights, "late")
+    assert not visible(runs_dir) and "late" not in list_models()
 
 
 def test_a_folder_that_cannot_be_created_is_explained(finished, tmp_path, monkeypatch):
-    result, events = finished
+    cfg, result, weights, _ = finished
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the runs folder should be")
     with pytest.raises(RunSaveError, match=r"could not save run 'x' in .*not-a-folder/runs.*press Save again"):
-        save_run(TINY, result, "x", events, directory=blocker / "runs")
+        save_run(cfg, result, weights, "x", directory=blocker / "runs")
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes through chmod 0o555")
 def test_a_really_read_only_folder(finished, runs_dir):
-    result, events = finished
+    cfg, result, weights, _ = finished
     runs_dir.mkdir()
     runs_dir.chmod(0o555)
     try:
         with pytest.raises(RunSaveError, match="read-only or not writable"):
-            save_run(TINY, result, "ro", events)
+            save_run(cfg, result, weights, "ro")
         assert not list(runs_dir.iterdir())
     finally:
         runs_dir.chmod(0o755)
@@ -254,11 +256,11 @@ def test_a_really_read_only_folder(finished, runs_dir):
 
 def test_finetune_page_keeps_the_results_when_saving_fails(root, runs_dir, monkeypatch):
     app = open_page("app_pages/finetune.py")
-    app.select_slider(key="ft_size_digits").set_value(600)
-    app.number_input(key="ft_epochs_digits").set_value(1)
-    app.number_input(key="ft_steps_digits").set_value(2)
-    app.select_slider(key="ft_val_digits").set_value(200)
-    app.select_slider(key="ft_test_digits").set_value(1_000)
+    app.select_slider(key="ft_size_mnist-own").set_value(600)
+    app.number_input(key="ft_epochs_mnist-own").set_value(1)
+    app.number_input(key="ft_steps_mnist-own").set_value(2)
+    app.select_slider(key="ft_val_mnist-own").set_value(200)
+    app.select_slider(key="ft_test_mnist-own").set_value(1_000)
     button(app, "Start run").click().run()
     deadline = time.monotonic() + 120
     while not any(m.label == "Test accuracy" for m in app.metric) and time.monotonic() < deadline:
@@ -273,17 +275,17 @@ def test_finetune_page_keeps_the_results_when_saving_fails(root, runs_dir, monke
         (errno.EACCES, "Permission denied", "not writable by the app"),
     ):
         with monkeypatch.context() as patch:
-            patch.setattr(checkpoints, "save_file", disk_error(code, text))
-            button(app, "Save checkpoint").click().run()
+            patch.setattr(checkpoints.os, "fsync", disk_error(code, text))
+            button(app, "Save").click().run()
         assert not app.exception
         error = next(e.value for e in app.error if "Saving failed" in e.value)
         assert expected in error and str(runs_dir) in error and "press Save again" in error
         assert any("results stay on this page" in i.value for i in app.info)
         assert next(m.value for m in app.metric if m.label == "Test accuracy") == accuracy  # the results stay
         assert any(b.label.startswith("Download bundle") for b in app.get("download_button"))
-        assert not runs_dir.exists() or not list(runs_dir.iterdir())
+        assert not visible(runs_dir)
 
-    button(app, "Save checkpoint").click().run()  # space freed: the same run saves under the same name
+    button(app, "Save").click().run()  # space freed: the same run saves under the same name
     assert any("Saved as **kept**" in s.value for s in app.success) and "kept" in list_models(task="digits")
     app.switch_page("app_pages/draw.py").run()
     button(app, "Random MNIST").click().run()
@@ -311,14 +313,13 @@ def test_draw_page_works_with_the_other_models_when_one_checkpoint_is_lost(
     if damage == "truncated":
         copy.write_bytes(spec.checkpoint.read_bytes()[:5000])
         copy.with_suffix(".json").write_text(spec.checkpoint.with_suffix(".json").read_text())
-    monkeypatch.setattr(
-        registry, "_REGISTRY", {**registry._REGISTRY, "vit": dataclasses.replace(spec, checkpoint=copy)}
-    )
+    moved = dataclasses.replace(spec, checkpoint=copy, weights_file=lambda: copy)
+    monkeypatch.setattr(registry, "_REGISTRY", {**registry._REGISTRY, "vit": moved})
     app = open_page("app_pages/draw.py")
     assert not app.exception
     (error,) = [e.value for e in app.error]
     assert "Model 'vit' is unavailable" in error
-    assert ("python -m vision_core.train vit" in error) if damage == "missing" else ("vit.safetensors" in error)
+    assert ("python -m vision_core train vit" in error) if damage == "missing" else ("vit.safetensors" in error)
     button(app, "Random MNIST").click().run()
     titles = [m.label for m in app.metric]
     assert not app.exception and {"LeNet-style CNN", "VGG-style CNN"} <= set(titles)

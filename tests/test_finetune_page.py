@@ -1,30 +1,31 @@
-"""AppTest of the Fine-tune and Compare pages: start tiny runs, watch them finish, save one, stop one, sweep."""
+"""AppTest of the Fine-tune, My classes and Compare pages: start tiny runs, watch them finish, save, stop, sweep."""
 
+import io
 import time
 
+import numpy as np
 import pytest
+from PIL import Image
+from runs_helpers import EPOCH, shipped_run
 from streamlit.testing.v1 import AppTest
 
-from vision_core import fine_tune, list_models, registry, training
-from vision_core.training import TrainConfig, save_run
-
-TINY_CFG = TrainConfig(train_size=600, max_steps=2, val_size=200, test_size=200, device="cpu")
+from vision_core import list_models, registry, runs
 
 
 @pytest.fixture
 def runs_dir(tmp_path, monkeypatch):
     """Saved runs go to a temporary folder and leave the registry as they found it."""
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    monkeypatch.setattr(training, "RUNS_DIR", tmp_path)
+    monkeypatch.setattr(runs, "RUNS_DIR", tmp_path)
     return tmp_path
 
 
 def open_page(root, page: str) -> AppTest:
-    app = AppTest.from_file(str(root / "app.py"), default_timeout=120).run()
+    app = AppTest.from_file(str(root / "app.py"), default_timeout=180).run()
     return app.switch_page(page).run()
 
 
-def rerun_until(app: AppTest, done, timeout: float = 120) -> AppTest:
+def rerun_until(app: AppTest, done, timeout: float = 180) -> AppTest:
     """Rerun the page (as the live fragment does every second) until ``done(app)`` or the timeout."""
     deadline = time.monotonic() + timeout
     while not done(app) and time.monotonic() < deadline:
@@ -42,18 +43,25 @@ def charts(app: AppTest) -> list:
     return app.get("vega_lite_chart")
 
 
-def tiny_run(app: AppTest, steps: int = 0, size: int = 600, epochs: int = 1) -> AppTest:
-    app.select_slider(key="ft_size_digits").set_value(size)
-    app.number_input(key="ft_epochs_digits").set_value(epochs)
-    app.number_input(key="ft_steps_digits").set_value(steps)
-    app.select_slider(key="ft_val_digits").set_value(200)
-    app.select_slider(key="ft_test_digits").set_value(1_000)
+def tiny_run(app: AppTest, steps: int = 0, size: int = 600, epochs: int = 1, kind: str = "mnist-own") -> AppTest:
+    app.select_slider(key=f"ft_size_{kind}").set_value(size)
+    app.number_input(key=f"ft_epochs_{kind}").set_value(epochs)
+    app.number_input(key=f"ft_steps_{kind}").set_value(steps)
+    app.select_slider(key=f"ft_val_{kind}").set_value(200)
+    app.select_slider(key=f"ft_test_{kind}").set_value(1_000)
     return button(app, "Start run").click().run()
+
+
+def png(size=(64, 48), color=(200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def test_a_tiny_run_shows_live_charts_then_metrics_and_saves_to_the_draw_page(root, runs_dir):
     app = open_page(root, "app_pages/finetune.py")
     assert not app.exception and any("Training runs on" in i.value for i in [*app.info, *app.success])
+    assert any("This run needs about" in c.value for c in app.caption)  # the estimate, before it starts
     app = tiny_run(app, steps=3)
     assert not app.error and "ft_job" in app.session_state
     app = rerun_until(app, lambda a: any(m.label == "Test accuracy" for m in a.metric))
@@ -68,8 +76,8 @@ def test_a_tiny_run_shows_live_charts_then_metrics_and_saves_to_the_draw_page(ro
 
     job = app.session_state["ft_job"]
     app.text_input(key=f"ft_name_{job}").set_value("page-run")
-    button(app, "Save checkpoint").click().run()
-    assert any("Saved as **page-run**" in s.value for s in app.success)
+    button(app, "Save").click().run()
+    assert any("Saved as **page-run**" in s.value for s in app.success), [e.value for e in app.error]
     assert (runs_dir / "page-run.safetensors").is_file() and "page-run" in list_models(task="digits")
 
     app.switch_page("app_pages/draw.py").run()
@@ -77,50 +85,109 @@ def test_a_tiny_run_shows_live_charts_then_metrics_and_saves_to_the_draw_page(ro
     assert not app.exception and "LeNet-style CNN: page-run" in [m.label for m in app.metric]
 
 
-def test_stop_ends_a_run_and_keeps_its_partial_chart(root):
-    app = tiny_run(open_page(root, "app_pages/finetune.py"), size=60_000, epochs=20)  # thousands of steps
-    app = rerun_until(app, lambda a: any(b.label == "Stop" for b in a.button) and len(charts(a)) >= 3)
-    button(app, "Stop").click().run()
-    app = rerun_until(app, lambda a: any("Stopped at step" in w.value for w in a.warning), timeout=30)
-    assert not any(m.label == "Test accuracy" for m in app.metric) and len(charts(app)) >= 3
+def test_another_browser_watches_a_run_but_cannot_stop_or_save_it(root, runs_dir):
+    owner = tiny_run(open_page(root, "app_pages/finetune.py"), size=60_000, epochs=20)
+    job = owner.session_state["ft_job"]
+    owner = rerun_until(owner, lambda a: any(b.label == "Stop" for b in a.button))
+    other = open_page(root, "app_pages/finetune.py")
+    other.selectbox(key="ft_watch").set_value(job)
+    button(other, "Show").click().run()
+    assert f"Run #{job}" in [h.value for h in other.subheader] and not any(b.label == "Stop" for b in other.button)
+    button(owner, "Stop").click().run()
+    owner = rerun_until(owner, lambda a: any("Stopped at step" in w.value for w in a.warning), timeout=30)
+    assert not any(m.label == "Test accuracy" for m in owner.metric) and len(charts(owner)) >= 3
 
 
-def test_a_bad_augmentation_is_explained_not_started(root):
+def test_a_run_too_big_for_the_server_and_a_bad_augmentation_are_explained_not_started(root):
     app = open_page(root, "app_pages/finetune.py")
-    app.selectbox(key="ft_augment").set_value("ImageNet-style photo training").run()
+    app.selectbox(key="ft_augment_mnist").set_value("ImageNet-style photo training").run()
     button(app, "Start run").click().run()
-    assert not app.exception and any("cannot train the digit models" in e.value for e in app.error)
+    assert not app.exception and any("cannot train on MNIST digits" in e.value for e in app.error)
+    app.selectbox(key="ft_augment_mnist").set_value("The dataset's standard augmentation").run()
+    app.selectbox(key="ft_model_mnist").set_value("vgg16").run()
+    app.radio(key="ft_init_vgg16").set_value("scratch").run()
+    app.select_slider(key="ft_batch_mnist-transfer").set_value(512).run()
+    app.select_slider(key="ft_image_vgg16_mnist").set_value(224).run()
+    assert any("too big for this server" in e.value and "lower the batch size" in e.value for e in app.error)
+    assert button(app, "Start run").disabled
 
 
-def test_compare_page_scores_looks_inside_and_sweeps(root, runs_dir):
-    events = list(
-        fine_tune(TrainConfig(model="vit", train_size=600, max_steps=2, val_size=200, test_size=200, device="cpu"))
-    )
-    save_run(TrainConfig(model="vit"), events[-1], "tiny-vit", events)
+def test_a_cifar10_run_trains_on_the_shipped_subset_and_can_be_tried_on_a_photo(root, runs_dir):
+    app = open_page(root, "app_pages/finetune.py")
+    app.selectbox(key="ft_dataset").set_value("cifar10").run()
+    assert app.selectbox(key="ft_model_cifar10").value == "mish_cnn"
+    app = tiny_run(app, steps=2, size=1_000, kind="cifar10-own")
+    app = rerun_until(app, lambda a: any(m.label == "Test accuracy" for m in a.metric))
+    assert any("CIFAR-10 test images" in c.value for c in app.caption)
+    app.file_uploader(key=f"ft-try-{app.session_state['ft_job']}-upload").set_value(("red.png", png(), "image/png")).run()  # fmt: skip
+    answers = [p.proto.text for p in app.get("progress") if ":" in p.proto.text]
+    assert len(answers) == 3 and all(any(c in a for c in ("airplane", "truck", "ship", "frog", "cat", "dog", "bird", "deer", "horse", "automobile")) for a in answers)  # fmt: skip
+
+
+def test_my_classes_trains_from_uploads_and_answers_on_a_new_photo(root, runs_dir):
+    app = open_page(root, "app_pages/my_classes.py")
+    rng = np.random.default_rng(0)
+
+    def pictures(color, count=6):
+        return [(f"{color}{i}.png", png((96, 80), tuple(int(c) for c in np.clip(np.array(color) + rng.integers(-20, 20, 3), 0, 255))), "image/png") for i in range(count)]  # fmt: skip
+
+    app.text_input(key="my_name_0").set_value("red").run()
+    app.text_input(key="my_name_1").set_value("blue").run()
+    app.file_uploader(key="my_upload_0_0").set_value(pictures((220, 30, 30))).run()
+    app.file_uploader(key="my_upload_1_0").set_value(pictures((30, 30, 220))).run()
+    assert [c.value for c in app.caption if "picture(s)" in c.value] == ["6 picture(s)", "6 picture(s)"]
+    button(app, "Train").click().run()
+    assert not app.error, [e.value for e in app.error]
+    app = rerun_until(app, lambda a: any(m.label == "Test accuracy" for m in a.metric))
+    job = app.session_state["my_classes_job"]
+    app.file_uploader(key=f"my-try-{job}-upload").set_value(
+        ("new.png", png((120, 90), (200, 40, 50)), "image/png")
+    ).run()
+    answers = [p.proto.text for p in app.get("progress") if ":" in p.proto.text]
+    assert answers[0].startswith("red: "), answers
+
+
+def test_my_classes_explains_what_is_missing(root):
+    app = open_page(root, "app_pages/my_classes.py")
+    button(app, "Train").click().run()
+    assert any("has 0 picture(s): give each class at least 4" in e.value for e in app.error)
+    app.file_uploader(key="my_upload_0_0").set_value([("notes.png", b"not a picture", "image/png")]).run()
+    assert any("Skipped notes.png" in w.value for w in app.warning) and "picture(s)" in app.caption[-1].value
+
+
+def test_compare_page_scores_per_dataset_looks_inside_and_sweeps(root, runs_dir):
+    from vision_core.runs import save_run
+
+    cfg, result, weights, _ = shipped_run("vit")
+    save_run(cfg, result, weights, "tiny-vit", [EPOCH])
     app = open_page(root, "app_pages/compare.py")
     assert not app.exception
     scores = app.dataframe[0].value
-    assert {"lenet", "tiny-vit"} <= set(scores["name"]) and (scores.set_index("name").loc["lenet", "latency (ms)"] > 0)
-    assert "saved: tiny-vit" in set(app.session_state["cmp_runs"])  # its curve is on the overlay chart
+    assert {"lenet", "tiny-vit"} <= set(scores["name"]) and "mish_cnn" not in set(scores["name"])
+    assert "mish_cnn" in set(app.dataframe[1].value["name"])  # the CIFAR-10 tab
+    app.toggle(key="cmp_latency_mnist").set_value(True).run()
+    assert app.dataframe[0].value.set_index("name").loc["lenet", "latency (ms)"] > 0
+    assert "saved: tiny-vit" in set(app.session_state["cmp_runs_MNIST digits"])
 
     app.selectbox(key="cmp_model").set_value("tiny-vit").run()
-    summary = app.dataframe[1].value
-    assert summary["parameters"].sum() == events[-1].num_params
+    summary = next(d.value for d in app.dataframe if "output shape" in d.value)
+    assert summary["parameters"].sum() == result.num_params
     captions = [caption for image in app.image for caption in image.captions]
     assert "Attention rollout through all layers" in captions and sum(" head " in c for c in captions) == 4
-    assert any(c.startswith("vit.patch_embed.proj: 64 kernels") for c in captions)
 
     app.multiselect(key="cmp_grid_batch").set_value([64])
     app.multiselect(key="cmp_grid_lr").set_value([1e-3, 3e-3])
-    app.select_slider(key="cmp_grid_size").set_value(600).run()
+    app.select_slider(key="cmp_grid_size_mnist").set_value(600).run()
     button(app, "Queue 2 runs").click().run()
-    app = rerun_until(app, lambda a: any("2 of 2 runs finished" in m.value for m in a.markdown), timeout=180)
+    app = rerun_until(app, lambda a: any("2 of 2 runs finished" in m.value for m in a.markdown), timeout=240)
     assert len(app.dataframe[-1].value) == 2 and app.dataframe[-1].value["accuracy"].notna().all()
 
 
 def test_saved_runs_join_the_draw_page_only_when_picked(root, runs_dir):
-    finished = next(e for e in fine_tune(TINY_CFG) if isinstance(e, training.RunFinished))
-    save_run(TINY_CFG, finished, "someone-elses-run")  # saved by another session: listed, not loaded
+    from vision_core.runs import save_run
+
+    cfg, result, weights, _ = shipped_run("lenet")
+    save_run(cfg, result, weights, "someone-elses-run")  # saved by another session: listed, not loaded
     app = open_page(root, "app_pages/draw.py")
     button(app, "Random MNIST").click().run()
     run_title = "LeNet-style CNN: someone-elses-run"
@@ -128,11 +195,3 @@ def test_saved_runs_join_the_draw_page_only_when_picked(root, runs_dir):
     assert {m.label for m in app.metric} == {"LeNet-style CNN", "VGG-style CNN", "Vision Transformer (timm)"}
     app.multiselect(key="draw_runs").select("someone-elses-run").run()
     assert not app.exception and run_title in {m.label for m in app.metric}
-
-
-def test_a_bundle_takes_a_valid_run_name_only():
-    finished = next(e for e in fine_tune(TINY_CFG) if isinstance(e, training.RunFinished))
-    for name in ("../../evil", "my run", ""):
-        with pytest.raises(training.RunNameError):
-            training.run_bundle(TINY_CFG, finished, name)
-    assert training.run_bundle(TINY_CFG, finished, "fine-name")[:2] == b"PK"

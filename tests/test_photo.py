@@ -38,9 +38,10 @@ from vision_core.photo import (
     first_layer_filters,
     grad_cam,
 )
-from vision_core.registry import WeightsMissingError, fetch_weights, weights_available
+from vision_core.models.imagenet import fetch_weights
+from vision_core.registry import WeightsMissingError, weights_available
 from vision_core.visuals import cam_overlay, denormalize, draw_detections, feature_grid, filter_grid, to_png
-from vision_core.weights import main as weights_cli
+from vision_core.cli.weights import main as weights_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"

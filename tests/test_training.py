@@ -1,32 +1,27 @@
 import dataclasses
-import io
-import json
 import math
 import threading
 import time
-import warnings
-import zipfile
 
 import pytest
 import torch
-from safetensors.torch import load as load_safetensors
 from torchvision.models import ResNet18_Weights, resnet18
 
-from vision_core import RunFinished, TrainConfig, fine_tune, get_spec, load_checkpoint, load_mnist, registry
+from vision_core import RunFinished, TrainConfig, fine_tune, load_checkpoint, load_mnist
 from vision_core.augment import PRESETS, PipelineSpec, Step
+from vision_core.cli.train import main as train_cli
 from vision_core.hooks import hook_count
 from vision_core.models.imagenet import hub_checkpoint_path
-from vision_core.registry import WeightsMissingError, list_models, load_model
-from vision_core.train import main as train_cli
+from vision_core.registry import WeightsMissingError, build_model
 from vision_core.training import (
-    RunNameError,
     StopRequested,
     TrainConfigError,
+    allowed_inits,
     build_for_training,
     check_config,
+    default_config,
     misclassified,
-    run_bundle,
-    save_run,
+    near_chance,
     stop_hooks,
 )
 
@@ -40,7 +35,7 @@ def run(cfg: TrainConfig, model=None):
 
 
 def test_two_steps_yield_the_expected_events_and_change_the_weights():
-    model = get_spec("lenet").builder()
+    model = build_model("lenet")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     events = run(TINY, model)
     assert [e.kind for e in events] == ["step", "step", "epoch", "epoch", "done"]
@@ -48,17 +43,17 @@ def test_two_steps_yield_the_expected_events_and_change_the_weights():
     assert all(math.isfinite(e.loss) and 0 <= e.accuracy <= 1 for e in events)
     assert events[1].step == 2 and events[1].samples_per_s > 0 and events[1].lr > 0
     done = events[-1]
-    assert isinstance(done, RunFinished) and done.n_test == 500 and done.model is model
+    assert isinstance(done, RunFinished) and done.n_test == 500 and len(done.predicted) == 500
     assert sum(map(sum, done.confusion)) == 500 and done.num_params == sum(p.numel() for p in model.parameters())
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
     assert changed, "training did not change any parameter"
 
 
-def test_a_seeded_run_is_reproducible():
-    first, second = run(TINY), run(TINY)
-    assert [e.loss for e in first[:-1]] == [e.loss for e in second[:-1]]
-    for a, b in zip(first[-1].model.state_dict().values(), second[-1].model.state_dict().values(), strict=True):
-        assert torch.equal(a, b)
+def test_a_seeded_run_is_reproducible_whoever_builds_the_model():
+    first, built_outside = run(TINY), build_for_training(TINY)
+    second = run(TINY, built_outside)  # what a worker process does: build, then train
+    assert [e.loss for e in first[:-1]] == [e.loss for e in second[:-1]] and first[-1].predicted == second[-1].predicted
+    assert torch.equal(build_for_training(TINY).features[0].weight, build_for_training(TINY).features[0].weight)
     other = run(dataclasses.replace(TINY, seed=1))
     assert [e.loss for e in other[:2]] != [e.loss for e in first[:2]]
 
@@ -98,40 +93,20 @@ def test_invalid_configs_are_refused(changes, message):
 
 
 def test_cli_trains_and_saves_a_loadable_checkpoint(tmp_path, capsys):
-    code = train_cli(
-        [
-            "lenet",
-            "--max-steps",
-            "3",
-            "--train-size",
-            "600",
-            "--device",
-            "cpu",
-            "--name",
-            "cli-run",
-            "--out",
-            str(tmp_path),
-            "--print-every",
-            "1",
-        ]
-    )
+    options = ["--max-steps", "3", "--train-size", "600", "--device", "cpu", "--print-every", "1"]
+    code = train_cli(["lenet", *options, "--name", "cli-run", "--out", str(tmp_path)])
     assert code == 0
     printed = capsys.readouterr().out
     assert "step" in printed and "test accuracy" in printed
     model, card = load_checkpoint(tmp_path / "cli-run.safetensors")
     assert card.name == "cli-run" and card.recipe["max_steps"] == 3 and card.metrics["n"] == 10_000
+    assert card.dataset == "mnist" and card.recipe["epochs"] == 12  # the family's recipe, with the options on top
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
 
 # --- Stop, transfer models, the lab's pipeline, saving (issue 5) ---------------------------------------------------
 
 TRANSFER = dataclasses.replace(TINY, batch_size=4, val_size=20, test_size=20, optimizer="sgd", augment=False)
-
-
-@pytest.fixture
-def isolated_registry(monkeypatch):
-    """Models registered by a test (saved runs) vanish after it, so other tests see the registry they expect."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
 
 
 def test_stop_ends_a_run_within_a_second_and_keeps_its_events():
@@ -148,7 +123,7 @@ def test_stop_ends_a_run_within_a_second_and_keeps_its_events():
 
 
 def test_stop_hooks_interrupt_forward_and_backward_and_remove_themselves():
-    model, stop = get_spec("lenet").builder(), threading.Event()
+    model, stop = build_model("lenet"), threading.Event()
     with stop_hooks(model, stop):
         loss = model(torch.rand(2, 1, 28, 28)).sum()  # not set: runs normally
         stop.set()
@@ -173,7 +148,7 @@ def test_transfer_models_build_without_weights_and_train_two_steps(name, size):
 def test_imagenet_init_loads_the_hub_file_and_features_mode_trains_only_the_head(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     cfg = dataclasses.replace(TRANSFER, model="resnet18", init="imagenet", mode="features", image_size=32)
-    with pytest.raises(WeightsMissingError, match=r"python -m vision_core\.weights resnet18"):
+    with pytest.raises(WeightsMissingError, match=r"python -m vision_core weights resnet18"):
         check_config(cfg)
     source = resnet18(weights=None).state_dict()
     hub_checkpoint_path(ResNet18_Weights.IMAGENET1K_V1).parent.mkdir(parents=True)
@@ -190,12 +165,16 @@ def test_imagenet_init_loads_the_hub_file_and_features_mode_trains_only_the_head
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"model": "lenet", "init": "imagenet"}, "no ImageNet weights"),
+        ({"model": "lenet", "init": "imagenet"}, "can start from scratch or from its trained checkpoint"),
         ({"model": "lenet", "mode": "features"}, "feature extraction"),
-        ({"model": "resnet18", "init": "checkpoint"}, "no trained digit checkpoint"),
+        ({"model": "resnet18", "init": "checkpoint"}, "can start from ImageNet weights or from scratch"),
         ({"model": "alexnet", "image_size": 32}, "at least 64 px"),
-        ({"model": "resnet50"}, "not a digit model"),
-        ({"augment": PRESETS["ImageNet-style photo training"]}, "cannot train the digit models"),
+        ({"model": "resnet50"}, "is a photo model"),
+        ({"augment": PRESETS["ImageNet-style photo training"]}, "cannot train on MNIST digits"),
+        ({"dataset": "cifar10"}, "LeNet-style CNN trains on MNIST digits, not CIFAR-10"),
+        ({"model": "mish_cnn"}, "trains on CIFAR-10, not MNIST digits"),
+        ({"dataset": "my-classes", "model": "effnet_lite0"}, "needs a class set"),
+        ({"train_size": 605}, "multiple of 10"),
     ],
 )
 def test_runs_that_cannot_work_are_refused_before_they_start(changes, message):
@@ -212,57 +191,56 @@ def test_the_augmentation_labs_pipeline_trains():
     assert [e.loss for e in events[:2]] != [e.loss for e in run(TINY)[:2]]
 
 
-def test_a_saved_run_is_registered_loads_and_predicts_and_its_bundle_is_complete(tmp_path, isolated_registry):
-    events = run(TINY)
-    finished = events[-1]
-    spec = save_run(TINY, finished, "tiny-run", events, directory=tmp_path)
-    assert "tiny-run" in list_models(task="digits") and spec.checkpoint == tmp_path / "tiny-run.safetensors"
-    loaded = load_model("tiny-run", device="cpu")
-    x = torch.rand(3, 1, 28, 28)
-    torch.testing.assert_close(loaded(x), finished.model.eval()(x))
-    assert json.loads((tmp_path / "tiny-run.history.json").read_text())[1]["split"] == "val"
-    with pytest.raises(RunNameError, match="taken"):
-        save_run(TINY, finished, "tiny-run", directory=tmp_path)
-    with pytest.raises(RunNameError, match="letters"):
-        save_run(TINY, finished, "../escape", directory=tmp_path)
-
-    archive = zipfile.ZipFile(io.BytesIO(run_bundle(TINY, finished, "tiny-run", events)))
-    files = {name.split("/", 1)[1]: archive.read(name) for name in archive.namelist()}
-    assert set(files) == {
-        "tiny-run.safetensors",
-        "tiny-run.json",
-        "config.json",
-        "augmentation.py",
-        "augmentation.json",
-        "metrics.json",
-    }
-    assert set(load_safetensors(files["tiny-run.safetensors"])) == set(finished.model.state_dict())
-    assert json.loads(files["config.json"])["train_size"] == 600 and b"DigitWarp" in files["augmentation.py"]
-    metrics = json.loads(files["metrics.json"])
-    assert (
-        metrics["accuracy"] == finished.accuracy
-        and len(metrics["history"]) == 2
-        and metrics["confusion"] == finished.confusion
-    )
-
-
-def test_saved_runs_are_registered_at_start_and_a_broken_card_is_skipped(tmp_path, isolated_registry):
-    events = run(TINY)
-    save_run(TINY, events[-1], "good-run", events, directory=tmp_path)
-    save_run(TINY, events[-1], "bad-run", events, directory=tmp_path)
-    (tmp_path / "bad-run.json").write_text("{not json")
-    registry._REGISTRY.pop("good-run"), registry._REGISTRY.pop("bad-run")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        added = registry.register_saved_runs(tmp_path)
-    assert added == ["good-run"] and "bad-run" not in list_models()
-    assert any("bad-run" in str(w.message) for w in caught)
-
-
 def test_misclassified_lists_the_most_confident_mistakes():
     finished = run(TINY)[-1]
     labels = load_mnist("test").labels
     mistakes = misclassified(finished, labels, limit=5)
     assert len(mistakes) == 5 and all(m.label != m.predicted for m in mistakes)
     assert [m.confidence for m in mistakes] == sorted((m.confidence for m in mistakes), reverse=True)
-    assert all(int(finished.predicted[m.index]) == m.predicted and int(labels[m.index]) == m.label for m in mistakes)
+    assert all(finished.predicted[m.index] == m.predicted and int(labels[m.index]) == m.label for m in mistakes)
+
+
+def test_the_course_cnns_train_on_the_shipped_cifar10_subset():
+    for model in ("mish_cnn", "deep_mish_cnn"):
+        cfg = dataclasses.replace(TINY, model=model, dataset="cifar10", train_size=200, max_steps=3, val_size=50, test_size=100)  # fmt: skip
+        events = run(cfg)
+        assert events[-1].kind == "done" and events[-1].classes[:3] == ("airplane", "automobile", "bird")
+        assert events[-1].n_test == 100 and all(math.isfinite(e.loss) for e in events)
+
+
+def test_efficientnet_lite0_transfers_to_cifar10_offline_frozen_and_full(monkeypatch):
+    """Its ImageNet weights ship in a package: no network. A frozen backbone trains its head on cached features."""
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("no download may happen"))
+    base = dataclasses.replace(
+        default_config("effnet_lite0", "cpu", "cifar10"), train_size=100, val_size=50, test_size=100, epochs=1
+    )
+    assert base.init == "imagenet" and base.mode == "features" and base.augment is False
+    frozen_model = build_for_training(base)
+    backbone_before = frozen_model.net.conv_stem.weight.clone()
+    frozen = run(base, frozen_model)
+    assert frozen[-1].kind == "done" and torch.equal(frozen_model.net.conv_stem.weight, backbone_before)
+    full = dataclasses.replace(base, mode="full", augment=True, max_steps=2, batch_size=8)
+    full_model = build_for_training(full)
+    assert run(full, full_model)[-1].kind == "done"
+    assert not torch.equal(full_model.net.conv_stem.weight, backbone_before)
+
+
+def test_defaults_and_starting_points_come_from_the_core():
+    from vision_core import get_spec
+
+    assert allowed_inits(get_spec("lenet")) == ["scratch", "checkpoint"]
+    assert allowed_inits(get_spec("effnet_lite0")) == ["imagenet", "scratch"]
+    cpu = default_config("vgg16", "cpu", "mnist")
+    assert (cpu.train_size, cpu.batch_size, cpu.image_size, cpu.test_size) == (600, 32, 64, 1_000)
+    assert (
+        default_config("lenet", "cpu").train_size == 18_000 and default_config("mish_cnn", "cpu").dataset == "cifar10"
+    )
+
+
+def test_a_run_that_learnt_nothing_is_flagged():
+    dead = run(dataclasses.replace(TINY, lr=1e-9, max_steps=1))[-1]
+    assert near_chance(dead) and not near_chance(
+        run(dataclasses.replace(TINY, init="checkpoint", lr=1e-5, max_steps=1))[-1]
+    )

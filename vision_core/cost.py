@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import nn
@@ -26,7 +27,7 @@ from vision_core.registry import get_family, get_spec
 from vision_core.training import TrainConfig, run_classes
 
 TORCH_BASELINE_MB = 900  # a worker's data segment once torch and the models are imported (measured: ~790 MB)
-SAVED_PER_OUTPUT = 2.0  # autograd keeps about an input and an output of every layer for the backward pass
+SAVED_PER_OUTPUT = 1.0  # autograd keeps about one tensor per layer for the backward pass (a ReLU's shares its input's)
 OPTIMIZER_BYTES = {"sgd": 12, "rmsprop": 12, "adam": 16, "adamw": 16}  # per trained parameter: weight, grad, state
 
 
@@ -39,7 +40,7 @@ class Estimate:
     parameters: int
     trained_parameters: int
     gflops_per_image: float  # one forward pass
-    activation_mb_per_image: float  # kept for the backward pass
+    batch_mb_per_image: float  # what each image of a batch adds: its activations, and what backward keeps of them
     train_images: int  # images the training steps see, all epochs together
     eval_images: int  # validation (every epoch) and test images
     memory_mb: float
@@ -75,6 +76,7 @@ def _probe(model: nn.Module, shape: tuple[int, ...]) -> tuple[float, float]:
     return float(flops.get_total_flops()), float(sum(outputs))
 
 
+@lru_cache(maxsize=256)  # pages ask on every rerun; a config and a budget always give the same answer
 def estimate(cfg: TrainConfig, budget: Budget) -> Estimate:
     """The memory and time ``cfg`` needs on a device with ``budget``'s speed (``cfg`` already passed check_config)."""
     spec, data = get_spec(cfg.model), get_dataset(cfg.dataset)
@@ -93,7 +95,10 @@ def estimate(cfg: TrainConfig, budget: Budget) -> Estimate:
         train_images = min(train_images, cfg.max_steps * cfg.batch_size)
     eval_images = cfg.val_size * cfg.epochs + (cfg.test_size or 10_000)
     # A frozen backbone without augmentation runs once over the data; its head trains on features for almost free.
-    passes = (count + eval_images) if frozen and cfg.augment is False else (3 * train_images + eval_images)
+    if frozen:  # no backward through the backbone; without augmentation, even its forward runs once per image
+        passes = (count if cfg.augment is False else train_images) + eval_images
+    else:
+        passes = 3 * train_images + eval_images  # forward, and a backward of about twice its cost
     saved = 0 if frozen else activations * SAVED_PER_OUTPUT
     memory = (
         TORCH_BASELINE_MB * MB
@@ -104,9 +109,22 @@ def estimate(cfg: TrainConfig, budget: Budget) -> Estimate:
     )
     return Estimate(
         parameters=parameters, trained_parameters=trained, gflops_per_image=flops / 1e9,
-        activation_mb_per_image=saved / MB, train_images=train_images, eval_images=eval_images,
+        batch_mb_per_image=(saved + activations) / MB, train_images=train_images, eval_images=eval_images,
         memory_mb=memory / MB, seconds=passes * flops / (budget.gflops_per_second * 1e9),
     )  # fmt: skip
+
+
+def _what_to_lower(cfg: TrainConfig, found: Estimate, budget: Budget) -> str:
+    fixed = found.memory_mb - cfg.batch_size * found.batch_mb_per_image  # weights, optimizer, data: any batch size
+    fits = int((budget.memory_mb - fixed) / max(found.batch_mb_per_image, 1e-6))
+    transfer = get_spec(cfg.model).architecture in BACKBONES
+    if fits >= 1:
+        advice = f"lower the batch size to at most {fits}"
+    elif transfer and cfg.mode == "full":
+        advice = f"its weights and optimizer alone need {fixed:,.0f} MB: train only the new head (feature extractor)"
+    else:
+        advice = f"its weights and optimizer alone need {fixed:,.0f} MB: pick a smaller model"
+    return advice + (" or a smaller image size" if transfer and cfg.image_size > 32 else "")
 
 
 def check_budget(cfg: TrainConfig, budget: Budget) -> Estimate:
@@ -114,18 +132,15 @@ def check_budget(cfg: TrainConfig, budget: Budget) -> Estimate:
     found = estimate(cfg, budget)
     problems = []
     if found.memory_mb > budget.memory_mb:
-        fixed = found.memory_mb - cfg.batch_size * 2 * found.activation_mb_per_image
-        per_image = max(2 * found.activation_mb_per_image, 1e-6)
-        fits = int((budget.memory_mb - fixed) / per_image)
-        lower = f"lower the batch size to at most {fits}" if fits >= 1 else "pick a smaller model or image size"
-        if found.activation_mb_per_image and cfg.image_size > 32 and cfg.model in BACKBONES:
-            lower += " or the image size"
-        problems.append(f"it needs {found.memory_mb:,.0f} MB and a run may use {budget.memory_mb:,} MB: {lower}")
+        advice = _what_to_lower(cfg, found, budget)
+        problems.append(f"it needs {found.memory_mb:,.0f} MB and a run may use {budget.memory_mb:,} MB: {advice}")
     if found.seconds > budget.wall_seconds:
-        share = budget.wall_seconds / found.seconds
+        transfer = get_spec(cfg.model).architecture in BACKBONES
+        most = int(found.train_images * budget.wall_seconds / found.seconds)
         problems.append(
-            f"it would take {_duration(found.seconds)} and a run may take {_duration(budget.wall_seconds)}: train on "
-            f"about {share:.0%} of it (fewer epochs or images{', a smaller image size' if cfg.model in BACKBONES else ''})"
+            f"it would take {_duration(found.seconds)} and a run may take {_duration(budget.wall_seconds)}: train on at "
+            f"most about {most:,} images in all, epochs included (now {found.train_images:,}: fewer epochs or images"
+            f"{', a smaller image size' if transfer else ''})"
         )
     if problems:
         raise BudgetError(f"This run is too big for this server: {'; '.join(problems)}.")

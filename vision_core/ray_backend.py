@@ -15,6 +15,7 @@ joins a cluster. Two pieces, both Ray's own scheduling, nothing home-made:
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import RayActorError
 
 from vision_core.device import resolve_device
 from vision_core.jobs import DEFAULT_RUNNER, RunQueue
@@ -33,7 +34,7 @@ from vision_core.training import TrainConfig, TrainEvent
 
 NAMESPACE = "vision-explorer"
 QUEUE_NAME = "run-queue"
-POLL_TIMEOUT_S = 30.0  # an actor that does not answer a poll for this long is taken for dead
+SILENCE_S = 300.0  # an actor that does not answer a poll for this long is taken for dead
 
 
 @ray.remote(max_concurrency=4)  # a threaded actor: run() trains in one thread, poll() and stop() answer meanwhile
@@ -74,27 +75,42 @@ class RunActor:
 
 
 class RayHandle:
-    """The supervisor's view of a ``RunActor``: the ``jobs.Handle`` protocol."""
+    """The supervisor's view of a ``RunActor``: the ``jobs.Handle`` protocol. One poll is in flight at a time."""
 
     def __init__(self, actor: Any, run_dir: Path) -> None:
         self.actor, self.run_dir = actor, run_dir
         self.since, self.done, self.note = 0, False, None
+        self.pending, self.asked = None, 0.0
 
     def messages(self, timeout: float) -> list[tuple[str, Any]]:
-        time.sleep(timeout)  # one remote call per poll interval, not a busy loop
-        try:
-            events, error, done = ray.get(self.actor.poll.remote(self.since), timeout=POLL_TIMEOUT_S)
-            if done:
-                weights = ray.get(self.actor.take_weights.remote(), timeout=POLL_TIMEOUT_S)
-                if weights is not None:
-                    (self.run_dir / WEIGHTS_FILE).write_bytes(weights)
-                ray.kill(self.actor)  # its process goes, and with it whatever memory the run held
-        except (RayActorError, GetTimeoutError) as failure:
-            self.done, self.note = True, f"the run's Ray actor died or stopped answering ({type(failure).__name__})"
+        if self.pending is None:
+            self.pending, self.asked = self.actor.poll.remote(self.since), time.monotonic()
+        ready, _ = ray.wait([self.pending], timeout=timeout)
+        if not ready:  # a new actor's process is still starting (importing torch), or the run is busy: wait on
+            if time.monotonic() - self.asked > SILENCE_S:
+                self.done, self.note = True, f"the run's Ray actor did not answer for {SILENCE_S:.0f} s"
             return []
+        try:
+            events, error, done = ray.get(self.pending)
+            if done:
+                self._collect_weights()
+        except RayActorError as failure:
+            self.done, self.note = (
+                True,
+                f"the run's Ray actor died ({type(failure).__name__}: its node ran out of memory?)",
+            )
+            return []
+        finally:
+            self.pending = None
         self.since += len(events)
         self.done = done
         return [("event", event) for event in events] + ([("error", error)] if error else [])
+
+    def _collect_weights(self) -> None:
+        weights = ray.get(self.actor.take_weights.remote())
+        if weights is not None:
+            (self.run_dir / WEIGHTS_FILE).write_bytes(weights)
+        ray.kill(self.actor)  # its process goes, and with it whatever memory the run held
 
     def finished(self) -> bool:
         return self.done
@@ -134,10 +150,20 @@ class QueueActor:
 
 
 def connect(address: str) -> None:
-    """Join the Ray cluster at ``address`` ("local": start one on this machine; "auto": the running one)."""
-    if not ray.is_initialized():
-        options = {"include_dashboard": False, "log_to_driver": False, "namespace": NAMESPACE}
-        ray.init(address=None if address == "local" else address, **options)
+    """Join the Ray cluster at ``address`` ("local": start one on this machine; "auto": the running one).
+
+    Every node must have this repository and its requirements installed (the runs import ``vision_core``); a local
+    Ray started here gets this checkout on its workers' path.
+    """
+    if ray.is_initialized():
+        return
+    options = {"include_dashboard": False, "log_to_driver": False, "namespace": NAMESPACE}
+    if address == "local":
+        root = str(Path(__file__).resolve().parent.parent)
+        paths = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        ray.init(runtime_env={"env_vars": {"PYTHONPATH": paths}}, **options)
+    else:
+        ray.init(address=address, **options)
 
 
 class RayQueue:

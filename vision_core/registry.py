@@ -120,6 +120,7 @@ class ModelSpec:
     weights: WeightsEnum | None = None  # torchvision weights: download URL, file size, metrics
     mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # the normalisation inside ``preprocess``
     layers: LayerGuide | None = None  # layers for feature maps, CAMs and filters
+    builder: Callable[[], nn.Module] | None = None  # pretrained models: the architecture with random weights
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

@@ -231,7 +231,8 @@ def save_error(error: OSError, name: str, directory: Path) -> RunSaveError:
         cause = "the folder is read-only or not writable by the app"
         todo = f"make {directory} writable for the user running the app (or mount it read-write) and press Save again"
     else:
-        cause, todo = error.strerror or type(error).__name__, f"check that {directory} exists and can be written"
+        cause = error.strerror or type(error).__name__
+        todo = f"check that {directory} is a folder that can be written, and press Save again"
     detail = f" ({error.strerror or error}{f': {error.filename}' if error.filename else ''})"
     return RunSaveError(
         f"could not save run {name!r} in {directory}: {cause}{detail}. Nothing was saved and nothing half-written "

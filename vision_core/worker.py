@@ -91,8 +91,9 @@ def main(cfg: TrainConfig, run_dir: str, budget: Budget, connection: Any, stop: 
             connection.send(("event", event))
     except BaseException as error:  # everything ends here with a message: the app must learn why, whatever it was
         with contextlib.suppress(Exception):
-            connection.send(("error", describe_failure(error, budget)))
-            if not isinstance(error, MemoryError | KeyboardInterrupt):
+            message = describe_failure(error, budget)
+            connection.send(("error", message))
+            if "memory" not in message and not isinstance(error, KeyboardInterrupt):  # a bug: the log gets the trace
                 traceback.print_exc()
         sys.exit(1)
     finally:

