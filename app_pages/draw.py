@@ -7,7 +7,7 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from ui.digits import show_model_input, show_predictions
-from ui.resources import RUNS_ON_DRAW, cached_mnist, digit_models, saved_runs
+from ui.resources import RUNS_ON_DRAW, SHIPPED_DIGIT_MODELS, cached_mnist, digit_models, saved_runs
 from vision_core import (
     EmptyDrawingError,
     ImageError,
@@ -19,7 +19,6 @@ from vision_core import (
     to_image,
 )
 from vision_core.images import DIGIT_MAX_SIDE
-from ui.resources import SHIPPED_DIGIT_MODELS
 
 CANVAS_SIZE = 280
 DRAW, UPLOAD = "Draw on the canvas", "Upload a photo of a handwritten digit"

@@ -25,9 +25,10 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 from vision_core import get_spec, list_models, load_image, load_model, resolve_device
 from vision_core.checkpoints import CheckpointError
+from vision_core.cli.weights import main as weights_cli
 from vision_core.hooks import LayerError, capture_outputs, hook_count
 from vision_core.images import PHOTO_DRAFT_SIZE
-from vision_core.models.imagenet import WeightsDownloadError, download_file, hub_checkpoint_path
+from vision_core.models.imagenet import WeightsDownloadError, download_file, fetch_weights, hub_checkpoint_path
 from vision_core.photo import (
     Detection,
     analyze,
@@ -38,10 +39,8 @@ from vision_core.photo import (
     first_layer_filters,
     grad_cam,
 )
-from vision_core.models.imagenet import fetch_weights
 from vision_core.registry import WeightsMissingError, weights_available
 from vision_core.visuals import cam_overlay, denormalize, draw_detections, feature_grid, filter_grid, to_png
-from vision_core.cli.weights import main as weights_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
