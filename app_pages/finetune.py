@@ -7,7 +7,7 @@ import streamlit as st
 from ui.augment import STEPS as LAB_STEPS
 from ui.owner import current_caller
 from ui.resources import class_policy, run_service
-from ui.runs import keep_run, show_ending, show_live, show_results, trained_model, try_it
+from ui.runs import find_run, keep_run, show_ending, show_live, show_results, trained_model, try_it
 from vision_core import describe_device, get_dataset, get_spec, resolve_device
 from vision_core.augment import PRESETS, AugmentError, PipelineSpec, Step
 from vision_core.cost import BudgetError, check_budget, estimate
@@ -191,11 +191,11 @@ if st.button("Start run", type="primary", icon=":material/play_arrow:", disabled
 
 # --- The run -------------------------------------------------------------------------------------------------------
 mine = service.jobs(owner=caller.owner)
-job_id = st.session_state.get("ft_job", mine[-1].id if mine else None)  # after a reload: this browser's latest run
-job = show_live(job_id) if job_id is not None else None
+job = find_run(st.session_state.get("ft_job", mine[-1].id if mine else None))  # after a reload: this browser's latest
 if job is not None:
-    st.subheader(f"Run #{job.id}")
+    st.subheader(f"Run #{job.id}" + ("" if job.owned_by(caller) else " (someone else's: you can watch it)"))
     st.caption(f"{job.label} · {describe_augment(job.cfg.augment, job.cfg.dataset)} · device: {job.device}")
+    show_live(job)
     show_ending(job)
     if job.result is not None:
         show_results(job)

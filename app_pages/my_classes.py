@@ -10,7 +10,7 @@ from torchvision.transforms.functional import to_pil_image
 
 from ui.owner import current_caller
 from ui.resources import run_service
-from ui.runs import keep_run, show_ending, show_live, show_results, trained_model, try_it
+from ui.runs import find_run, keep_run, show_ending, show_live, show_results, trained_model, try_it
 from vision_core.cost import BudgetError
 from vision_core.datasets import MY_CLASSES
 from vision_core.images import ImageError, load_image
@@ -156,9 +156,9 @@ for number in range(st.session_state.my_count):
 if st.button("Train", type="primary", icon=":material/play_arrow:"):
     train()
 
-job_id = st.session_state.get(JOB)
-job = show_live(job_id) if job_id is not None else None
+job = find_run(st.session_state.get(JOB))
 if job is not None:
+    show_live(job)
     show_ending(job)
     if job.result is not None:
         st.subheader("Try it")

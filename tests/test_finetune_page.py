@@ -92,7 +92,8 @@ def test_another_browser_watches_a_run_but_cannot_stop_or_save_it(root, runs_dir
     other = open_page(root, "app_pages/finetune.py")
     other.selectbox(key="ft_watch").set_value(job)
     button(other, "Show").click().run()
-    assert f"Run #{job}" in [h.value for h in other.subheader] and not any(b.label == "Stop" for b in other.button)
+    assert f"Run #{job} (someone else's: you can watch it)" in [h.value for h in other.subheader]
+    assert not any(b.label == "Stop" for b in other.button)
     button(owner, "Stop").click().run()
     owner = rerun_until(owner, lambda a: any("Stopped at step" in w.value for w in a.warning), timeout=30)
     assert not any(m.label == "Test accuracy" for m in owner.metric) and len(charts(owner)) >= 3
@@ -195,3 +196,27 @@ def test_saved_runs_join_the_draw_page_only_when_picked(root, runs_dir):
     assert {m.label for m in app.metric} == {"LeNet-style CNN", "VGG-style CNN", "Vision Transformer (timm)"}
     app.multiselect(key="draw_runs").select("someone-elses-run").run()
     assert not app.exception and run_title in {m.label for m in app.metric}
+
+
+def test_the_teacher_signs_in_and_may_delete_anyones_saved_run(root, runs_dir, tmp_path, monkeypatch):
+    from ui.resources import class_policy
+    from vision_core.runs import save_run
+
+    (tmp_path / "class.toml").write_text('[teacher]\npassword = "owl"\n')
+    monkeypatch.setenv("VISION_EXPLORER_CONFIG", str(tmp_path / "class.toml"))
+    class_policy.clear()  # read once per process: this test's configuration
+    try:
+        cfg, result, weights, _ = shipped_run("lenet")
+        save_run(cfg, result, weights, "a-students-run", owner="someone-else")
+        app = open_page(root, "app_pages/compare.py")
+        assert not any(b.key == "cmp_delete_a-students-run" for b in app.button)  # not this browser's run
+        app.text_input(key="teacher-password").set_value("wrong")
+        button(app, "Sign in").click().run()
+        assert any("not the teacher's password" in e.value for e in app.error)
+        app.text_input(key="teacher-password").set_value("owl")
+        button(app, "Sign in").click().run()
+        next(b for b in app.button if b.key == "cmp_delete_a-students-run").click().run()
+        assert any("Deleted a-students-run" in s.value for s in app.success)
+        assert "a-students-run" not in list_models() and not (runs_dir / "a-students-run.safetensors").exists()
+    finally:
+        class_policy.clear()

@@ -50,7 +50,7 @@ def show_progress(job: JobView, caller: Caller) -> None:
         p = job.progress
         eta = f" · about {p.eta_s:.0f} s of training left" if p.eta_s is not None else ""
         speed = f" · {p.samples_per_s:,.0f} images/s" if p.samples_per_s else ""
-        text = f"Step {p.step:,} of {p.total_steps:,}{eta}{speed} · on {job.device}" if p.total_steps else f"Preparing on {job.device}…"  # fmt: skip
+        text = f"Step {p.step:,} of {p.total_steps:,}{eta}{speed} · on {job.device}" if p.total_steps else f"Starting the run's own process on {job.device} and loading its data…"  # fmt: skip
         st.progress(p.fraction, text=text)
     may_stop = job.active and (job.owned_by(caller) or caller.teacher)
     if may_stop and st.button("Stop" if job.state == "running" else "Cancel", icon=":material/stop:", key=f"stop-{job.id}"):  # fmt: skip
@@ -66,23 +66,26 @@ def show_charts(job: JobView) -> None:
     accuracy_column.altair_chart(epoch_chart(events, "accuracy"), width="stretch")
 
 
-def show_live(job_id: int) -> JobView | None:
-    """Progress and charts, redrawn every second while the run is active (only this part of the page reruns)."""
+def find_run(job_id: int | None) -> JobView | None:
+    """The run with this id, or None (never submitted, or forgotten by the queue)."""
     try:
-        first = run_service().get(job_id)
+        return run_service().get(job_id) if job_id is not None else None
     except JobNotFoundError:
         return None
 
+
+def show_live(first: JobView) -> None:
+    """Progress and charts, redrawn every second while the run is active (only this part of the page reruns)."""
+
     @st.fragment(run_every=REFRESH_S if first.active else None)
     def live() -> None:
-        job = run_service().get(job_id)
+        job = run_service().get(first.id)
         show_progress(job, current_caller())
         show_charts(job)
         if first.active and not job.active:
             st.rerun(scope="app")  # the run ended: redraw the whole page once, with results and without the timer
 
     live()
-    return first
 
 
 def show_ending(job: JobView) -> None:

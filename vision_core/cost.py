@@ -47,9 +47,10 @@ class Estimate:
     seconds: float
 
     def describe(self) -> str:
+        flops = f"{self.gflops_per_image:.2g} GFLOPs" if self.gflops_per_image >= 0.1 else f"{self.gflops_per_image * 1e3:.2g} MFLOPs"  # fmt: skip
         return (
             f"about {self.memory_mb:,.0f} MB and {_duration(self.seconds)} ({self.parameters:,} parameters, "
-            f"{self.gflops_per_image:.3g} GFLOPs per image, {self.train_images:,} training images seen)"
+            f"{flops} per image, {self.train_images:,} training images seen)"
         )
 
 

@@ -20,6 +20,7 @@ since)``), so the same interface serves the Ray backend, whose queue lives in th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import multiprocessing
 import shutil
@@ -82,26 +83,32 @@ class Progress:
 
 
 @dataclass(frozen=True)
-class JobView:
-    """A run as the pages see it: a snapshot, cheap to make and safe to keep."""
+class RunInfo:
+    """What a run is, fixed when it is queued."""
 
     id: int
     cfg: TrainConfig
     label: str
     owner: str
-    group: str | None
-    device_key: str
-    device: str
+    group: str | None  # runs submitted together (a sweep)
+    device_key: str  # the queue it waits in: "cpu" or "cuda:N"
+    device: str  # readable: "CPU (2 threads)" or the GPU's name
+    estimate: Estimate | None
+    submitted: float
+
+
+@dataclass(frozen=True)
+class JobView(RunInfo):
+    """A run as the pages see it: what it is and how far it got. A snapshot, cheap to make and safe to keep."""
+
     state: JobState
     error: str | None
-    submitted: float
     started: float | None
     ended: float | None
     event_count: int
     progress: Progress
     result: RunFinished | None
     position: int | None  # 0 running, 1 next, ...; None once ended
-    estimate: Estimate | None
 
     @property
     def active(self) -> bool:
@@ -212,19 +219,13 @@ def device_key(device: str) -> str:
 
 @dataclass(eq=False)
 class _Job:
-    id: int
-    cfg: TrainConfig
-    label: str
-    owner: str
-    group: str | None
-    device_key: str
-    device: str
+    """A run inside the queue: its fixed facts, and what changes as it goes (the supervisor writes, pages read)."""
+
+    info: RunInfo
     run_dir: Path
-    estimate: Estimate | None
     state: JobState = "queued"
     events: list[TrainEvent] = field(default_factory=list)
     error: str | None = None
-    submitted: float = field(default_factory=time.time)
     started: float | None = None
     ended: float | None = None
     stop: threading.Event = field(default_factory=threading.Event)
@@ -283,12 +284,12 @@ class RunQueue:
         estimates = [self._admit(cfg) for cfg in cfgs]
         with self._lock:
             self._check_limits(caller, len(cfgs))
-            jobs = [self._new_job(cfg, caller, group, estimate) for cfg, estimate in zip(cfgs, estimates, strict=True)]
-            for job, label in zip(jobs, labels or [None] * len(jobs), strict=True):
-                job.label = label or job.label
-                self._jobs[job.id] = job
-                self._waiting.setdefault(job.device_key, deque()).append(job)
-                self._ensure_worker(job.device_key)
+            labels = labels or [None] * len(cfgs)
+            jobs = [self._new_job(*args, caller=caller, group=group) for args in zip(cfgs, estimates, labels, strict=True)]  # fmt: skip
+            for job in jobs:
+                self._jobs[job.info.id] = job
+                self._waiting.setdefault(job.info.device_key, deque()).append(job)
+                self._ensure_worker(job.info.device_key)
             self._forget_old()
             return [self._view(job) for job in jobs]
 
@@ -299,7 +300,7 @@ class RunQueue:
     def _check_limits(self, caller: Caller, count: int) -> None:
         limits = self.policy.queue
         active = [job for job in self._jobs.values() if job.active]
-        mine = sum(job.owner == caller.owner for job in active)
+        mine = sum(job.info.owner == caller.owner for job in active)
         if mine + count > limits.max_active_per_owner:
             raise QueueFullError(
                 f"you have {mine} run(s) waiting or running and this class allows {limits.max_active_per_owner} at "
@@ -311,13 +312,12 @@ class RunQueue:
                 f"{limits.max_active_total}): try again when some have finished"
             )
 
-    def _new_job(self, cfg: TrainConfig, caller: Caller, group: str | None, estimate: Estimate) -> _Job:
-        job_id = next(self._ids)
-        return _Job(
-            id=job_id, cfg=cfg, label=describe_config(cfg), owner=caller.owner, group=group,
-            device_key=device_key(cfg.device), device=describe_device(cfg.device),
-            run_dir=self._work_dir / f"run-{job_id}", estimate=estimate,
+    def _new_job(self, cfg: TrainConfig, estimate: Estimate, label: str | None, caller: Caller, group: str | None) -> _Job:  # fmt: skip
+        info = RunInfo(
+            id=next(self._ids), cfg=cfg, label=label or describe_config(cfg), owner=caller.owner, group=group,
+            device_key=device_key(cfg.device), device=describe_device(cfg.device), estimate=estimate, submitted=time.time(),
         )  # fmt: skip
+        return _Job(info=info, run_dir=self._work_dir / f"run-{info.id}")
 
     def get(self, job_id: int) -> JobView:
         return self._view(self._job(job_id))
@@ -325,7 +325,7 @@ class RunQueue:
     def jobs(self, group: str | None = None, owner: str | None = None) -> list[JobView]:
         """Kept runs, oldest first; only those of ``group`` (a sweep) or ``owner`` when given."""
         with self._lock:
-            chosen = [j for j in self._jobs.values() if (group is None or j.group == group) and (owner is None or j.owner == owner)]  # fmt: skip
+            chosen = [j for j in self._jobs.values() if (group is None or j.info.group == group) and (owner is None or j.info.owner == owner)]  # fmt: skip
             return [self._view(job) for job in chosen]
 
     def events(self, job_id: int, since: int = 0) -> list[TrainEvent]:
@@ -338,7 +338,7 @@ class RunQueue:
         self._require_owner(job, caller, "stop")
         with self._lock:
             if job.state == "queued":
-                self._waiting[job.device_key].remove(job)
+                self._waiting[job.info.device_key].remove(job)
                 job.state, job.ended = "cancelled", time.time()
                 job.ended_event.set()
             elif job.state == "running":
@@ -352,7 +352,7 @@ class RunQueue:
     def bundle(self, job_id: int, caller: Caller, name: str) -> bytes:
         """A finished run's download bundle (zip), built once per name and kept in the run's folder."""
         job = self._finished(job_id, caller, "download")
-        return write_bundle(job.cfg, job.events[-1], job.run_dir, name, job.events).read_bytes()
+        return write_bundle(job.info.cfg, job.events[-1], job.run_dir, name, job.events).read_bytes()
 
     def _finished(self, job_id: int, caller: Caller, action: str) -> _Job:
         job = self._job(job_id)
@@ -383,7 +383,7 @@ class RunQueue:
         """Cancel everything waiting, stop what runs, wait for the supervisors, and delete the runs' folders."""
         for job in list(self._jobs.values()):
             if job.active:
-                self.cancel(job.id, Caller(job.owner))
+                self.cancel(job.info.id, Caller(job.info.owner))
         done = self.join(timeout)
         shutil.rmtree(self._work_dir, ignore_errors=True)
         return done
@@ -398,22 +398,21 @@ class RunQueue:
 
     @staticmethod
     def _require_owner(job: _Job, caller: Caller, action: str) -> None:
-        if not caller.teacher and caller.owner != job.owner:
-            raise NotYourRunError(f"run #{job.id} belongs to someone else: only its owner (or the teacher) may {action} it")  # fmt: skip
+        if not caller.teacher and caller.owner != job.info.owner:
+            raise NotYourRunError(f"run #{job.info.id} belongs to someone else: only its owner (or the teacher) may {action} it")  # fmt: skip
 
     def _position(self, job: _Job) -> int | None:
         if job.state == "running":
             return 0
-        waiting = self._waiting.get(job.device_key, ())
+        waiting = self._waiting.get(job.info.device_key, ())
         return next((i + 1 for i, queued in enumerate(waiting) if queued is job), None)
 
     def _view(self, job: _Job) -> JobView:
         last = job.events[-1] if job.events else None
         return JobView(
-            id=job.id, cfg=job.cfg, label=job.label, owner=job.owner, group=job.group, device_key=job.device_key,
-            device=job.device, state=job.state, error=job.error, submitted=job.submitted, started=job.started,
-            ended=job.ended, event_count=len(job.events), progress=job.progress(),
-            result=last if isinstance(last, RunFinished) else None, position=self._position(job), estimate=job.estimate,
+            **{f.name: getattr(job.info, f.name) for f in dataclasses.fields(RunInfo)},
+            state=job.state, error=job.error, started=job.started, ended=job.ended, event_count=len(job.events),
+            progress=job.progress(), result=last if isinstance(last, RunFinished) else None, position=self._position(job),
         )  # fmt: skip
 
     def _ensure_worker(self, key: str) -> None:
@@ -441,10 +440,10 @@ class RunQueue:
 
     def _supervise(self, job: _Job) -> None:
         """Run ``job`` in its process until it ends, within its wall-clock budget; then set its state and message."""
-        budget = self.policy.budget(job.device_key.split(":")[0])
+        budget = self.policy.budget(job.info.device_key.split(":")[0])
         job.run_dir.mkdir(parents=True, exist_ok=True)
         try:
-            handle = self.backend.start(job.cfg, job.run_dir, budget)
+            handle = self.backend.start(job.info.cfg, job.run_dir, budget)
         except Exception as error:  # a backend that cannot start (Ray gone, no processes left) fails this run only
             job.state, job.error = "failed", f"the run could not start: {type(error).__name__}: {error}"
             return
@@ -476,7 +475,7 @@ class RunQueue:
         """Bound memory and disk (called under the lock): the oldest ended runs go, with their folders."""
         ended = [job for job in self._jobs.values() if not job.active]
         for job in ended[: max(0, len(self._jobs) - self.policy.queue.max_jobs_kept)]:
-            del self._jobs[job.id]
+            del self._jobs[job.info.id]
             shutil.rmtree(job.run_dir, ignore_errors=True)
 
 

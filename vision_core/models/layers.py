@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
+
+from vision_core.datasets import get_dataset
 
 
 class Normalize(nn.Module):
@@ -22,3 +25,23 @@ class Normalize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+
+class ConvClassifier(nn.Module):
+    """The shape of the course's CNNs: normalise, ``features`` (convolutions), ``classifier`` (pooling, dense layers).
+
+    Subclasses build the two ``nn.Sequential`` parts; the layer names (``features.0``, ...) are what feature maps,
+    CAMs and checkpoints refer to.
+    """
+
+    features: nn.Sequential
+    classifier: nn.Sequential
+
+    def __init__(self, config: Any, dataset: str) -> None:
+        super().__init__()
+        self.config = config
+        data = get_dataset(dataset)  # its statistics: inputs come in [0, 1], the model normalises them itself
+        self.normalize = Normalize(data.mean, data.std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(self.normalize(x)))

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from vision_core.checkpoints import CHECKPOINT_DIR, register_checkpoint
-from vision_core.datasets import MNIST, get_dataset
-from vision_core.models.layers import Normalize
+from vision_core.datasets import MNIST
+from vision_core.models.layers import ConvClassifier
 from vision_core.registry import Family, register_family
 
 
@@ -22,16 +21,13 @@ class LeNetConfig:
     num_classes: int = 10
 
 
-class LeNet(nn.Module):
+class LeNet(ConvClassifier):
     """Input (B, 1, 28, 28) in [0, 1], white digit on black; normalised inside."""
 
     def __init__(self, cfg: LeNetConfig = LeNetConfig()) -> None:
-        super().__init__()
-        self.config = cfg
+        super().__init__(cfg, MNIST)
         c1, c2 = cfg.channels
         h1, h2 = cfg.hidden
-        mnist = get_dataset(MNIST)
-        self.normalize = Normalize(mnist.mean, mnist.std)
         self.features = nn.Sequential(
             nn.Conv2d(1, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # (B, c1, 14, 14)
             nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2),  # (B, c2, 5, 5)
@@ -39,9 +35,6 @@ class LeNet(nn.Module):
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(c2 * 5 * 5, h1), nn.ReLU(), nn.Linear(h1, h2), nn.ReLU(), nn.Linear(h2, cfg.num_classes)
         )  # fmt: skip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(self.normalize(x)))
 
 
 FAMILY = register_family(

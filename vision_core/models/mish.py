@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from vision_core.checkpoints import CHECKPOINT_DIR, register_checkpoint
-from vision_core.datasets import CIFAR10, get_dataset
-from vision_core.models.layers import Normalize
+from vision_core.datasets import CIFAR10
+from vision_core.models.layers import ConvClassifier
 from vision_core.registry import Family, register_family
 
 
@@ -35,14 +34,11 @@ class DeepMishCNNConfig:
     num_classes: int = 10
 
 
-class MishCNN(nn.Module):
+class MishCNN(ConvClassifier):
     """Input (B, 3, 32, 32) in [0, 1]; normalised inside."""
 
     def __init__(self, cfg: MishCNNConfig = MishCNNConfig()) -> None:
-        super().__init__()
-        self.config = cfg
-        cifar = get_dataset(CIFAR10)
-        self.normalize = Normalize(cifar.mean, cifar.std)
+        super().__init__(cfg, CIFAR10)
         self.features = nn.Sequential(
             nn.Conv2d(3, cfg.stem, 7, padding=3), nn.Mish(), nn.MaxPool2d(2),  # (B, stem, 16, 16)
             nn.Conv2d(cfg.stem, cfg.width, 3, padding=1), nn.Mish(),
@@ -50,18 +46,12 @@ class MishCNN(nn.Module):
         )  # fmt: skip
         self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cfg.width, cfg.num_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(self.normalize(x)))
 
-
-class DeepMishCNN(nn.Module):
+class DeepMishCNN(ConvClassifier):
     """Input (B, 3, 32, 32) in [0, 1]; normalised inside."""
 
     def __init__(self, cfg: DeepMishCNNConfig = DeepMishCNNConfig()) -> None:
-        super().__init__()
-        self.config = cfg
-        cifar = get_dataset(CIFAR10)
-        self.normalize = Normalize(cifar.mean, cifar.std)
+        super().__init__(cfg, CIFAR10)
         layers: list[nn.Module] = []
         in_channels = 3
         for index, width in enumerate(cfg.widths):
@@ -73,9 +63,6 @@ class DeepMishCNN(nn.Module):
         self.classifier = nn.Sequential(
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(cfg.dropout), nn.Linear(in_channels, cfg.num_classes)
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(self.normalize(x)))
 
 
 # What made the shipped checkpoints (``python -m vision_core train mish_cnn``): the shipped 10,000-image subset.

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from vision_core.checkpoints import CHECKPOINT_DIR, register_checkpoint
-from vision_core.datasets import MNIST, get_dataset
-from vision_core.models.layers import Normalize
+from vision_core.datasets import MNIST
+from vision_core.models.layers import ConvClassifier
 from vision_core.registry import Family, register_family
 
 
@@ -23,12 +22,11 @@ class VGGConfig:
     num_classes: int = 10
 
 
-class VGG(nn.Module):
+class VGG(ConvClassifier):
     """Input (B, 1, 28, 28) in [0, 1], white digit on black; normalised inside."""
 
     def __init__(self, cfg: VGGConfig = VGGConfig()) -> None:
-        super().__init__()
-        self.config = cfg
+        super().__init__(cfg, MNIST)
         layers: list[nn.Module] = []
         in_channels = 1
         for width in cfg.widths:
@@ -36,15 +34,10 @@ class VGG(nn.Module):
                 layers += [nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
                 in_channels = width
             layers.append(nn.MaxPool2d(2))  # 28 -> 14 -> 7 -> 3
-        mnist = get_dataset(MNIST)
-        self.normalize = Normalize(mnist.mean, mnist.std)
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(cfg.dropout), nn.Linear(in_channels, cfg.num_classes)
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(self.normalize(x)))
 
 
 FAMILY = register_family(
