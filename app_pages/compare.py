@@ -142,7 +142,8 @@ with st.expander("Import a run bundle", icon=":material/inventory_2:"):
 
 # --- Runs overlaid ---------------------------------------------------------------------------------------------------
 st.subheader("Training curves")
-runs = [(job, service.events(job.id)) for job in service.jobs() if job.event_count]
+CURVES_OF_RUNS = 20  # the latest runs' curves: reading every kept run's events on each rerun would not scale
+runs = [(job, service.events(job.id, kind="epoch")) for job in service.jobs()[-CURVES_OF_RUNS:] if job.event_count]
 history = history_table(runs, saved=[n for n in carded_models() if get_spec(n).source == "run"])
 if history.empty:
     st.info("No training curves yet: runs from the Fine-tune page (and saved runs) appear here.", icon=":material/show_chart:")  # fmt: skip

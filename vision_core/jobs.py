@@ -328,9 +328,11 @@ class RunQueue:
             chosen = [j for j in self._jobs.values() if (group is None or j.info.group == group) and (owner is None or j.info.owner == owner)]  # fmt: skip
             return [self._view(job) for job in chosen]
 
-    def events(self, job_id: int, since: int = 0) -> list[TrainEvent]:
-        """The run's events from number ``since`` on: a page that keeps what it has asks only for the new ones."""
-        return self._job(job_id).events[since:]
+    def events(self, job_id: int, since: int = 0, kind: str | None = None) -> list[TrainEvent]:
+        """The run's events from number ``since`` on (a page that keeps what it has asks only for the new ones), or
+        only those of one ``kind`` ("epoch": the curves the Compare page overlays)."""
+        events = self._job(job_id).events[since:]
+        return events if kind is None else [event for event in events if event.kind == kind]
 
     def cancel(self, job_id: int, caller: Caller) -> JobView:
         """Take a waiting run out of the queue, or stop a running one (it ends within a second, partial events kept)."""
