@@ -12,20 +12,18 @@ from vision_core.compare import (
     MAX_SWEEP,
     CompareError,
     architecture_summary,
-    attention_maps,
     filter_image,
-    find_vit,
     first_conv,
     grid_configs,
-    heat_image,
     history_table,
-    overlay_image,
     scaling_configs,
     scoreboard,
     sweep_table,
 )
+from vision_core.inside import attention_maps, find_vit
 from vision_core.registry import import_run
 from vision_core.training import TRAIN_SIZES, TrainConfig, TrainConfigError
+from vision_core.visuals import heat_image, overlay_image
 
 REFRESH_S = 2.0
 on_gpu = resolve_device("auto").type == "cuda"

@@ -10,8 +10,6 @@ from vision_core.checkpoints import count_parameters
 from vision_core.compare import (
     CompareError,
     architecture_summary,
-    attention_maps,
-    capture_attention,
     filter_image,
     first_conv,
     grid_configs,
@@ -20,7 +18,8 @@ from vision_core.compare import (
     scoreboard,
     sweep_table,
 )
-from vision_core.hooks import hook_count
+from vision_core.hooks import capture_attention, hook_count
+from vision_core.inside import InsideError, attention_maps
 from vision_core.jobs import RunQueue
 from vision_core.training import TRAIN_SIZES, TrainConfig, fine_tune, save_run
 
@@ -64,7 +63,7 @@ def test_attention_hooks_are_removed_when_the_forward_fails(vit):
 
 
 def test_cnns_have_no_attention_to_show():
-    with pytest.raises(CompareError, match="not a vision transformer"):
+    with pytest.raises(InsideError, match="not a vision transformer"):
         attention_maps(get_spec("lenet").builder(), torch.rand(1, 28, 28))
 
 
