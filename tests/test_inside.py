@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import re
 import threading
+import weakref
 from functools import partial
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from torch import nn
 from torchcam.methods import GradCAM, GradCAMpp, LayerCAM, ScoreCAM
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from vision_core import cams, get_spec, load_image, load_mnist, load_model, mnist_to_input
+from vision_core import get_spec, hooks, load_image, load_mnist, load_model, mnist_to_input
 from vision_core.cams import CAM_METHODS, CamError, compute_cam, digit_cam, digit_cam_layers, tokens_to_grid
 from vision_core.hooks import LayerError, capture_inputs_outputs, capture_outputs, hook_count, private_twin
 from vision_core.images import PHOTO_DRAFT_SIZE
@@ -141,7 +142,7 @@ def test_kernel_times_patch_equals_the_feature_map_value(digits, seven, name):
                 assert step.patch.shape == step.kernel.shape == (conv.in_channels // conv.groups, *conv.kernel_size)
                 torch.testing.assert_close(step.products, step.patch * step.kernel, rtol=0, atol=0)
                 torch.testing.assert_close(step.kernel, conv.weight[channel].detach())
-                assert step.bias == (float(conv.bias[channel]) if conv.bias is not None else 0.0)
+                assert step.bias == (float(conv.bias[channel].detach()) if conv.bias is not None else 0.0)
     first = kernel_patch(model, maps, maps.layers[0].name, 0, 0, 0)
     if name == "lenet":  # 5 x 5 kernel, padding 2: the top-left patch starts two pixels outside, in zeros
         assert first.origin == (-2, -2) and (first.patch[0, :2] == 0).all() and (first.patch[0, :, :2] == 0).all()
@@ -310,9 +311,16 @@ def test_cam_layers_and_methods_are_checked(digits, seven):
         photo_cam(image, "efficientnet_lite0", layer="fc", module=load_model("efficientnet_lite0", device="cpu"))
 
 
-def test_no_cam_hook_remains_after_errors(digits, seven, monkeypatch):
-    twins = []
-    monkeypatch.setattr(cams, "private_twin", lambda model: twins.append(private_twin(model)) or twins[-1])
+@pytest.fixture
+def twins(monkeypatch) -> list[nn.Module]:
+    """Every twin made from now on (none is taken from the pool that earlier tests filled)."""
+    made = []
+    monkeypatch.setattr(hooks, "_SPARE_TWINS", weakref.WeakKeyDictionary())
+    monkeypatch.setattr(hooks, "private_twin", lambda model: made.append(private_twin(model)) or made[-1])
+    return made
+
+
+def test_no_cam_hook_remains_after_errors(digits, seven, twins):
     model = digits["vgg"]
     with pytest.raises(CamError, match="between 0 and 9"):
         digit_cam(model, seven, "gradcam", class_index=-1)
@@ -320,8 +328,23 @@ def test_no_cam_hook_remains_after_errors(digits, seven, monkeypatch):
         compute_cam(model, torch.rand(1, 3, 28, 28), "features.17", "layercam")
     with pytest.raises(CamError, match="would run 64 forward passes"):
         compute_cam(model, seven[None], "features.17", "scorecam", max_channels=32)
-    assert len(twins) == 3 and all(hook_count(twin) == 0 for twin in twins)
+    assert len(twins) == 1 and hook_count(twins[0]) == 0  # the same twin, lent three times, hooks gone each time
     assert hook_count(model) == 0 and all(p.grad is None for p in model.parameters())
+
+
+def test_twins_are_lent_one_at_a_time_and_dropped_when_stale(digits, seven, twins):
+    model = copy.deepcopy(digits["lenet"])
+    with hooks.borrowed_twin(model) as first, hooks.borrowed_twin(model) as second:
+        assert first is not second  # two callers at once: two twins
+    with hooks.borrowed_twin(model) as again:
+        assert again in (first, second)  # given back, lent again
+        again.features[0].register_forward_hook(lambda *_: None)  # left with a hook: not given back
+    with hooks.borrowed_twin(model) as other:
+        assert other is not again
+    model.features[0].weight = nn.Parameter(model.features[0].weight.detach().clone())  # the model's weights change
+    digit_cam(model, seven)
+    assert len(twins) == 3  # the stale spare was replaced by a fresh twin
+    assert twins[-1].features[0].weight is model.features[0].weight
 
 
 def test_score_cam_refuses_a_costly_layer_after_one_pass(monkeypatch):
@@ -332,7 +355,8 @@ def test_score_cam_refuses_a_costly_layer_after_one_pass(monkeypatch):
         twin.register_forward_pre_hook(lambda *_: passes.append(1))  # removed with the twin
         return twin
 
-    monkeypatch.setattr(cams, "private_twin", counted)
+    monkeypatch.setattr(hooks, "_SPARE_TWINS", weakref.WeakKeyDictionary())
+    monkeypatch.setattr(hooks, "private_twin", counted)
     module = load_model("efficientnet_lite0", device="cpu")
     image = Image.new("RGB", (64, 48), (90, 120, 30))
     with pytest.raises(CamError, match=r"Score-CAM at bn2 would run 1280 forward passes.*at most 256"):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 import torch
@@ -43,44 +42,82 @@ def model_title(name: str) -> str:
         return name
 
 
-# --- charts --------------------------------------------------------------------------------------------------------
+# --- charts: plain Vega-Lite specs (altair's schema validation took ~25 ms a chart, most of a rerun) ---------------
 
 
-def map_chart(values: torch.Tensor, picked: tuple[int, int], selection: str = "cell") -> alt.LayerChart:
+def _cells(values: torch.Tensor) -> list[dict[str, float]]:
+    return [{"y": y, "x": x, "value": v} for y, row in enumerate(values.tolist()) for x, v in enumerate(row)]
+
+
+def map_spec(values: torch.Tensor, picked: tuple[int, int], selection: str = "cell") -> dict:
     """One (H, W) feature map as clickable cells (a point selection on x and y named ``selection``), the picked
     (y, x) cell outlined in red."""
-    height, width = values.shape
-    table = pd.DataFrame(
-        [(y, x, float(values[y, x])) for y in range(height) for x in range(width)], columns=["y", "x", "value"]
-    )
-    clicked = alt.selection_point(name=selection, encodings=["x", "y"], on="click", clear=False)
-    axis = alt.Axis(values=list(range(0, max(height, width), 4)), labelAngle=0)
-    base = alt.Chart(table).encode(x=alt.X("x:O", axis=axis, title="x"), y=alt.Y("y:O", axis=axis, title="y"))
-    cells = base.mark_rect().encode(
-        color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis"), legend=alt.Legend(title=None)),
-        tooltip=["y:O", "x:O", alt.Tooltip("value:Q", format=".4f")],
-    )
-    mark = base.transform_filter(f"datum.y == {picked[0]} && datum.x == {picked[1]}").mark_rect(
-        filled=False, stroke="#e4572e", strokeWidth=3
-    )
-    return (cells.add_params(clicked) + mark).properties(width=280, height=280)
+    ticks = list(range(0, max(values.shape), 4))
+    position = {
+        "x": {"field": "x", "type": "ordinal", "axis": {"values": ticks, "labelAngle": 0}},
+        "y": {"field": "y", "type": "ordinal", "axis": {"values": ticks}},
+    }
+    cells = {
+        "params": [
+            {"name": selection, "select": {"type": "point", "encodings": ["x", "y"], "on": "click", "clear": False}}
+        ],
+        "mark": "rect",
+        "encoding": {
+            **position,
+            "color": {
+                "field": "value",
+                "type": "quantitative",
+                "scale": {"scheme": "viridis"},
+                "legend": {"title": None},
+            },
+            "tooltip": [
+                {"field": "y", "type": "ordinal"},
+                {"field": "x", "type": "ordinal"},
+                {"field": "value", "type": "quantitative", "format": ".4f"},
+            ],
+        },
+    }
+    outline = {
+        "transform": [{"filter": f"datum.y == {picked[0]} && datum.x == {picked[1]}"}],
+        "mark": {"type": "rect", "filled": False, "stroke": "#e4572e", "strokeWidth": 3},
+        "encoding": position,
+    }
+    return {"data": {"values": _cells(values)}, "width": 280, "height": 280, "layer": [cells, outline]}
 
 
-def matrix_chart(values: torch.Tensor, title: str, diverging: bool = True, size: int = 34) -> alt.LayerChart:
+def matrix_spec(values: torch.Tensor, title: str, diverging: bool = True, size: int = 34) -> dict:
     """A small (h, w) matrix (a patch, a kernel, their products) as coloured cells with the numbers written in."""
     height, width = values.shape
-    table = pd.DataFrame(
-        [(y, x, float(values[y, x])) for y in range(height) for x in range(width)], columns=["y", "x", "value"]
-    )
     peak = max(float(values.abs().max()), 1e-12)
-    scale = alt.Scale(scheme="redblue", domain=[peak, -peak]) if diverging else alt.Scale(scheme="greys", reverse=True)
-    base = alt.Chart(table, title=title).encode(x=alt.X("x:O", axis=None), y=alt.Y("y:O", axis=None))
-    cells = base.mark_rect().encode(color=alt.Color("value:Q", scale=scale, legend=None))
-    numbers = base.mark_text(fontSize=10).encode(
-        text=alt.Text("value:Q", format=".2f"),
-        color=alt.condition(f"abs(datum.value) > {0.6 * peak}", alt.value("white"), alt.value("black")),
-    )
-    return (cells + numbers).properties(width=size * width, height=size * height)
+    scale = {"scheme": "redblue", "domain": [peak, -peak]} if diverging else {"scheme": "greys", "reverse": True}
+    position = {
+        "x": {"field": "x", "type": "ordinal", "axis": None},
+        "y": {"field": "y", "type": "ordinal", "axis": None},
+    }
+    light = {"condition": {"test": f"abs(datum.value) > {0.6 * peak}", "value": "white"}, "value": "black"}
+    return {
+        "data": {"values": _cells(values)},
+        "title": title,
+        "width": size * width,
+        "height": size * height,
+        "layer": [
+            {
+                "mark": "rect",
+                "encoding": {
+                    **position,
+                    "color": {"field": "value", "type": "quantitative", "scale": scale, "legend": None},
+                },
+            },
+            {
+                "mark": {"type": "text", "fontSize": 10},
+                "encoding": {
+                    **position,
+                    "text": {"field": "value", "type": "quantitative", "format": ".2f"},
+                    "color": light,
+                },
+            },
+        ],
+    }
 
 
 # --- convolutions --------------------------------------------------------------------------------------------------
@@ -152,8 +189,8 @@ def show_arithmetic(name: str, model: nn.Module, maps: DigitMaps, key: str = "in
 
     map_column, sum_column = st.columns([2, 3])
     with map_column:
-        st.altair_chart(
-            map_chart(layer.output[channel], (y, x)), key=chart_key, on_select=take_click, selection_mode="cell"
+        st.vega_lite_chart(
+            spec=map_spec(layer.output[channel], (y, x)), key=chart_key, on_select=take_click, selection_mode="cell"
         )
         st.caption(f"Channel {channel} of {layer.name}: click a cell to take it apart.")
     with sum_column:
@@ -177,9 +214,9 @@ def show_patch(step: KernelPatch, key: str) -> None:
         )
     patch_column, kernel_column, product_column = st.columns(3)
     corner = f"from ({step.origin[0]}, {step.origin[1]})"
-    patch_column.altair_chart(matrix_chart(step.patch[source], f"input patch {corner}", diverging=False))
-    kernel_column.altair_chart(matrix_chart(step.kernel[source], "kernel"))
-    product_column.altair_chart(matrix_chart(step.products[source], "patch × kernel"))
+    patch_column.vega_lite_chart(spec=matrix_spec(step.patch[source], f"input patch {corner}", diverging=False))
+    kernel_column.vega_lite_chart(spec=matrix_spec(step.kernel[source], "kernel"))
+    product_column.vega_lite_chart(spec=matrix_spec(step.products[source], "patch × kernel"))
     st.markdown(
         f"Sum of all {step.products.numel()} products over {len(step.input_channels)} input channel(s) "
         f"= {float(sums.sum()):+.4f}; plus the bias {step.bias:+.4f} = **{step.total:+.4f}**. "

@@ -2,7 +2,7 @@
 
 One function, ``compute_cam``, serves photos (``photo.photo_cam``) and digits (``digit_cam``). torchcam's
 extractors register hooks on the model they are given; the models here are the app's shared cached
-objects, so the extractor works on a ``private_twin`` (new module objects, the same weight tensors): its
+objects, so the extractor works on a twin (``hooks.borrowed_twin``: new module objects, the same weight tensors): its
 hooks see only this call's forward passes, no other session waits on a lock while a Score-CAM runs, and
 the twin's hooks are removed by the extractor's context manager even when the computation fails.
 
@@ -28,7 +28,7 @@ from torch import nn
 from torchcam.methods import GradCAM, GradCAMpp, LayerCAM, ScoreCAM
 
 from vision_core.device import device_of
-from vision_core.hooks import private_twin, resolve_layers
+from vision_core.hooks import borrowed_twin, resolve_layers
 from vision_core.inside import as_batch, conv_layers, find_vit
 
 # Score-CAM forward passes per photo map. Measured on a 2-core CPU: EfficientNet-Lite0 at blocks.6 (320 channels)
@@ -95,11 +95,11 @@ def compute_cam(
         raise CamError(f"expected one input as a (1, C, H, W) batch, got shape {tuple(model_input.shape)}")
     info = CAM_METHODS[method]
     start = time.perf_counter()
-    twin = private_twin(model)
-    resolve_layers(twin, [layer])  # a LayerError listing the valid names, before anything is hooked
+    resolve_layers(model, [layer])  # a LayerError listing the valid names, before anything is hooked
     device = device_of(model)
     options = {"batch_size": batch_size} if info.extractor is ScoreCAM else {}
     with (
+        borrowed_twin(model) as twin,
         torch.inference_mode(False),  # also when called from inside an inference_mode block
         torch.enable_grad() if info.gradients else torch.no_grad(),
         torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"),
