@@ -31,6 +31,7 @@ from vision_core.models.mnist import MNIST_MEAN, MNIST_STD
 from vision_core.visuals import channel_grid, heat_image, kernels_beside_maps, overlay_image
 
 MAP_COLUMNS = 8  # feature-map tiles a row
+MAP_TILE = 36  # px at least, whatever the map's size: 10 x 10 maps are enlarged 4 times, 28 x 28 ones twice
 GRIDS_A_ROW = 3  # layers a row
 OWN_ANSWER = "each model's own answer"
 
@@ -64,12 +65,7 @@ def map_spec(values: torch.Tensor, picked: tuple[int, int], selection: str = "ce
         "mark": "rect",
         "encoding": {
             **position,
-            "color": {
-                "field": "value",
-                "type": "quantitative",
-                "scale": {"scheme": "viridis"},
-                "legend": {"title": None},
-            },
+            "color": {"field": "value", "type": "quantitative", "scale": {"scheme": "viridis"}, "legend": None},
             "tooltip": [
                 {"field": "y", "type": "ordinal"},
                 {"field": "x", "type": "ordinal"},
@@ -82,12 +78,17 @@ def map_spec(values: torch.Tensor, picked: tuple[int, int], selection: str = "ce
         "mark": {"type": "rect", "filled": False, "stroke": "#e4572e", "strokeWidth": 3},
         "encoding": position,
     }
-    return {"data": {"values": _cells(values)}, "width": 280, "height": 280, "layer": [cells, outline]}
+    step = max(5, 196 // max(values.shape))  # about 200 px square (and its axes) whatever the map's size: fits a column
+    return {
+        "data": {"values": _cells(values)},
+        "width": {"step": step},
+        "height": {"step": step},
+        "layer": [cells, outline],
+    }
 
 
-def matrix_spec(values: torch.Tensor, title: str, diverging: bool = True, size: int = 34) -> dict:
+def matrix_spec(values: torch.Tensor, title: str, diverging: bool = True, size: int = 26) -> dict:
     """A small (h, w) matrix (a patch, a kernel, their products) as coloured cells with the numbers written in."""
-    height, width = values.shape
     peak = max(float(values.abs().max()), 1e-12)
     scale = {"scheme": "redblue", "domain": [peak, -peak]} if diverging else {"scheme": "greys", "reverse": True}
     position = {
@@ -98,8 +99,8 @@ def matrix_spec(values: torch.Tensor, title: str, diverging: bool = True, size: 
     return {
         "data": {"values": _cells(values)},
         "title": title,
-        "width": size * width,
-        "height": size * height,
+        "width": {"step": size},
+        "height": {"step": size},
         "layer": [
             {
                 "mark": "rect",
@@ -152,10 +153,10 @@ def show_convolutions(name: str, model: nn.Module, digit: torch.Tensor, key: str
             "dark negative) beside the map it makes by sliding over the digit",
         )
     for row in range(0, len(rest), GRIDS_A_ROW):
-        for column, layer in zip(st.columns(GRIDS_A_ROW), rest[row : row + GRIDS_A_ROW], strict=False):
+        for column, layer in zip(st.columns(min(GRIDS_A_ROW, len(rest))), rest[row : row + GRIDS_A_ROW], strict=False):
             channels, height, width = layer.output.shape
             column.image(
-                channel_grid(layer.output, columns=MAP_COLUMNS, tile=max(8, 112 // width)),
+                channel_grid(layer.output, columns=MAP_COLUMNS, tile=MAP_TILE),
                 caption=f"{layer.name}: {channels} maps of {height} × {width}",
             )
     show_arithmetic(name, model, maps, key)
@@ -190,7 +191,11 @@ def show_arithmetic(name: str, model: nn.Module, maps: DigitMaps, key: str = "in
     map_column, sum_column = st.columns([2, 3])
     with map_column:
         st.vega_lite_chart(
-            spec=map_spec(layer.output[channel], (y, x)), key=chart_key, on_select=take_click, selection_mode="cell"
+            spec=map_spec(layer.output[channel], (y, x)),
+            width="content",  # the spec's own size: square cells, not squeezed into the column
+            key=chart_key,
+            on_select=take_click,
+            selection_mode="cell",
         )
         st.caption(f"Channel {channel} of {layer.name}: click a cell to take it apart.")
     with sum_column:
@@ -213,17 +218,21 @@ def show_patch(step: KernelPatch, key: str) -> None:
             key=key,
         )
     patch_column, kernel_column, product_column = st.columns(3)
-    corner = f"from ({step.origin[0]}, {step.origin[1]})"
-    patch_column.vega_lite_chart(spec=matrix_spec(step.patch[source], f"input patch {corner}", diverging=False))
-    kernel_column.vega_lite_chart(spec=matrix_spec(step.kernel[source], "kernel"))
-    product_column.vega_lite_chart(spec=matrix_spec(step.products[source], "patch × kernel"))
+    for column, values, title, diverging in (
+        (patch_column, step.patch[source], "input patch", False),  # grey: the input's own values
+        (kernel_column, step.kernel[source], "kernel", True),  # red positive, blue negative
+        (product_column, step.products[source], "products", True),
+    ):
+        column.vega_lite_chart(spec=matrix_spec(values, title, diverging), width="content")
     st.markdown(
         f"Sum of all {step.products.numel()} products over {len(step.input_channels)} input channel(s) "
         f"= {float(sums.sum()):+.4f}; plus the bias {step.bias:+.4f} = **{step.total:+.4f}**. "
         f"The map holds **{step.output:+.4f}** at ({step.y}, {step.x})."
     )
+    top, left = step.origin
     st.caption(
-        "The input patch is what the layer slid its kernel over: for the first layer the digit after the model's "
+        f"The input patch, from row {top}, column {left} of the layer's input, is what the kernel covers there: "
+        "for the first layer the digit after the model's "
         f"normalisation, (pixel − {MNIST_MEAN}) / {MNIST_STD}; deeper, the previous stage's output. Cells outside "
         "the input are the padding (zeros)."
     )
