@@ -10,9 +10,7 @@ encodes are timed separately, as is each CAM method (Score-CAM runs one forward 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -21,6 +19,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from predict_digit import timings_ms  # noqa: E402
 
 from vision_core import describe_device, get_spec, load_image, load_mnist, load_model, mnist_to_input  # noqa: E402
 from vision_core.cams import CAM_METHODS, compute_cam, digit_cam  # noqa: E402
@@ -30,18 +31,6 @@ from vision_core.photo import photo_cam  # noqa: E402
 from vision_core.visuals import channel_grid, heat_image, kernels_beside_maps, overlay_image, to_png  # noqa: E402
 
 PHOTO_LAYERS = {"gradcam": "bn2", "gradcampp": "bn2", "layercam": "bn2", "scorecam": "blocks.2"}  # Score-CAM: 40 ch
-
-
-def timings_ms(function: Callable[[], object], repeats: int, warmup: int = 3) -> tuple[float, float]:
-    for _ in range(warmup):
-        function()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        samples.append((time.perf_counter() - start) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[int(0.9 * len(samples))]
 
 
 def report(label: str, function: Callable[[], object], repeats: int, warmup: int = 3) -> float:

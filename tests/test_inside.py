@@ -185,6 +185,15 @@ def test_hooks_record_only_the_thread_that_opened_them(digits, seven):
     assert hook_count(model) == 0
 
 
+def run_in_threads(work, count: int) -> None:
+    """``work(i)`` for i in range(count), each in its own thread, all at once."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def test_feature_maps_from_many_threads_at_once_stay_apart(digits):
     model, inputs = digits["lenet"], [torch.rand(1, 28, 28) for _ in range(8)]
     expected = [digit_feature_maps(model, digit).layers[1].output for digit in inputs]
@@ -194,11 +203,7 @@ def test_feature_maps_from_many_threads_at_once_stay_apart(digits):
         for _ in range(20):
             results[i] = digit_feature_maps(model, inputs[i]).layers[1].output
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(work, len(inputs))
     for i, output in results.items():
         torch.testing.assert_close(output, expected[i])
     assert hook_count(model) == 0
@@ -375,11 +380,7 @@ def test_cams_in_many_threads_on_one_shared_model_match_one_at_a_time(digits):
             with torch.inference_mode():
                 model(torch.rand(1, 1, 28, 28))  # another session's prediction on the same model, meanwhile
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(work, len(inputs))
     for i, layer_map in results.items():
         torch.testing.assert_close(layer_map, expected[i])
     assert hook_count(model) == 0
