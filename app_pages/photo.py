@@ -263,7 +263,12 @@ st.caption(
 for column, name in zip(st.columns(2), [model_name, second], strict=True):
     with column:
         if name is None:
-            st.info("Pick a second model above to see its map beside this one.", icon=":material/compare:")
+            hint = (
+                "Pick a second model above to see its map beside this one."
+                if others
+                else "Only this model's weights are here: fetch others with `make weights` to compare two maps."
+            )
+            st.info(hint, icon=":material/compare:")
             continue
         show_cam(photo_id, photo, name, method, target, precision)
 
