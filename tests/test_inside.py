@@ -412,8 +412,10 @@ def inside_page():
 
     from ui.inside import show_cams, show_inside
     from vision_core import load_mnist, load_model, mnist_to_input
+    from vision_core.models.mnist import VGGConfig, build_digit_model
 
     models = {name: load_model(name, device="cpu") for name in ("lenet", "vgg", "vit")}
+    models["my-run"] = build_digit_model("vgg", VGGConfig(widths=(8, 12), convs_per_stage=1)).eval()  # another layout
     digit = mnist_to_input(load_mnist("test").images[:1])[0]
     show_inside(models, digit)
     st.divider()
@@ -430,8 +432,10 @@ def test_render_helpers_show_every_layer_and_the_arithmetic():
     captions = [caption for image in at.get("image") for caption in image.captions]
     for name in ("features.3", "features.7", "features.10", "features.14", "features.17"):
         assert any(caption.startswith(f"{name}: ") for caption in captions), name
-    assert sum("kernel (grey is 0" in caption for caption in captions) == 2  # LeNet's and VGG's first layers
+    assert sum("kernel (grey is 0" in caption for caption in captions) == 3  # every CNN's first layer
     assert any("Attention rolled out" in caption for caption in captions)
+    assert any(caption.startswith("features.4: 12 maps of 14 × 14") for caption in captions)  # the run's second conv
+    assert [tab.label for tab in at.tabs] == ["LeNet-style CNN", "VGG-style CNN", "Vision Transformer (timm)", "my-run"]
     assert any(c.startswith("LeNet-style CNN says 7; evidence for 7") for c in captions)
     assert any(c.startswith("Vision Transformer (timm) says 7; evidence for 7") for c in captions)
     first = sums(at)[0]
