@@ -1,6 +1,6 @@
 """Server time of "inside the network" per stroke, and of each CAM method for a digit and a photo.
 
-    python benchmarks/inside.py [--repeats 300] [--cam-repeats 20] [--photo-repeats 5]
+    python benchmarks/inside.py [--repeats 300] [--cam-repeats 20] [--photo-repeats 5] [--threads N]
 
 Prints medians and p90 in milliseconds. Target: the digit feature maps of LeNet and VGG add at most 5 ms to a
 rerun of the Draw page (the ViT's attention is printed beside them). The pictures the page then draws and
@@ -71,7 +71,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--cam-repeats", type=int, default=20)
     parser.add_argument("--photo-repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 is steadier on a busy machine")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     models = {name: load_model(name) for name in ("lenet", "vgg", "vit")}
     digit = mnist_to_input(load_mnist("test").images[:1])[0]  # (1, 28, 28): a 7
