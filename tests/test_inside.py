@@ -32,7 +32,6 @@ from vision_core.inside import (
     digit_feature_maps,
     kernel_patch,
 )
-from vision_core.models.mnist import MNIST_MEAN, MNIST_STD
 from vision_core.photo import LayerError as PhotoLayerError
 from vision_core.photo import photo_cam
 from vision_core.visuals import channel_grid, kernels_beside_maps
@@ -75,7 +74,8 @@ def test_conv_layers_are_found_by_type_in_network_order(digits):
     assert conv_layers(digits["lenet"]) == ["features.0", "features.3"]
     assert conv_layers(digits["vgg"]) == ["features.0", "features.3", "features.7", "features.10", "features.14", "features.17"]  # fmt: skip
     assert conv_layers(digits["vit"]) == ["vit.patch_embed.proj"]  # the patch embedding is a 4 x 4, stride 4 conv
-    assert conv_layers(get_spec("vgg").builder(type(digits["vgg"].config)(widths=(8, 8), convs_per_stage=1))) == [
+    vgg = digits["vgg"]
+    assert conv_layers(type(vgg)(type(vgg.config)(widths=(8, 8), convs_per_stage=1))) == [
         "features.0",
         "features.4",
     ]  # a saved run's other layout: found the same way
@@ -96,7 +96,8 @@ def test_digit_feature_maps_equal_create_feature_extractor(digits, seven, name):
         with torch.no_grad():
             again = F.conv2d(layer.input[None], conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation)
         torch.testing.assert_close(again[0], layer.output, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(maps.layers[0].input, (seven - MNIST_MEAN) / MNIST_STD)  # the model normalises inside
+    with torch.no_grad():  # the model normalises inside: the first conv sees the normalised digit
+        torch.testing.assert_close(maps.layers[0].input, model.normalize(seven[None])[0])
     assert hook_count(model) == 0
 
 
@@ -412,10 +413,10 @@ def inside_page():
 
     from ui.inside import show_cams, show_inside
     from vision_core import load_mnist, load_model, mnist_to_input
-    from vision_core.models.mnist import VGGConfig, build_digit_model
 
     models = {name: load_model(name, device="cpu") for name in ("lenet", "vgg", "vit")}
-    models["my-run"] = build_digit_model("vgg", VGGConfig(widths=(8, 12), convs_per_stage=1)).eval()  # another layout
+    vgg = models["vgg"]
+    models["my-run"] = type(vgg)(type(vgg.config)(widths=(8, 12), convs_per_stage=1)).eval()  # another layout
     digit = mnist_to_input(load_mnist("test").images[:1])[0]
     show_inside(models, digit)
     st.divider()

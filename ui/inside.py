@@ -27,7 +27,6 @@ from vision_core.inside import (
     find_vit,
     kernel_patch,
 )
-from vision_core.models.mnist import MNIST_MEAN, MNIST_STD
 from vision_core.visuals import channel_grid, heat_image, kernels_beside_maps, overlay_image
 
 MAP_COLUMNS = 8  # feature-map tiles a row
@@ -232,9 +231,9 @@ def show_patch(step: KernelPatch, key: str) -> None:
     top, left = step.origin
     st.caption(
         f"The input patch, from row {top}, column {left} of the layer's input, is what the kernel covers there: "
-        "for the first layer the digit after the model's "
-        f"normalisation, (pixel − {MNIST_MEAN}) / {MNIST_STD}; deeper, the previous stage's output. Cells outside "
-        "the input are the padding (zeros)."
+        "for the first layer the digit after the model's own normalisation, (pixel − mean) / std with MNIST's mean "
+        "and standard deviation, so the black background is no longer 0; deeper, the previous stage's output. "
+        "Cells outside the input are the padding (zeros)."
     )
 
 
