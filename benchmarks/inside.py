@@ -3,18 +3,21 @@
     python benchmarks/inside.py [--repeats 300] [--cam-repeats 20] [--photo-repeats 5] [--threads N]
 
 Prints medians and p90 in milliseconds. Target: the digit feature maps of LeNet and VGG add at most 5 ms to a
-rerun of the Draw page (the ViT's attention is printed beside them). The pictures the page then draws and
-encodes are timed separately, as is each CAM method (Score-CAM runs one forward pass per channel).
+rerun of the Draw page (the ViT's attention is printed beside them). The whole render helpers (ui/inside.py: the
+computation, the pictures encoded as st.image sends them, the chart specs) are timed in Streamlit's bare mode,
+and each CAM method for a digit and a photo (Score-CAM runs one forward pass per channel).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import streamlit
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,13 +26,17 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from predict_digit import timings_ms  # noqa: E402
 
+from ui.inside import show_cams, show_inside  # noqa: E402
 from vision_core import describe_device, get_spec, load_image, load_mnist, load_model, mnist_to_input  # noqa: E402
 from vision_core.cams import CAM_METHODS, compute_cam, digit_cam  # noqa: E402
 from vision_core.images import PHOTO_DRAFT_SIZE  # noqa: E402
 from vision_core.inside import attention_maps, digit_feature_maps, kernel_patch  # noqa: E402
 from vision_core.photo import photo_cam  # noqa: E402
-from vision_core.visuals import channel_grid, heat_image, kernels_beside_maps, overlay_image, to_png  # noqa: E402
 
+# The render helpers run in Streamlit's bare mode (no `streamlit run`): the same work, minus its warnings about that.
+streamlit.config.set_option("global.showWarningOnDirectExecution", False)
+for _name in ("streamlit.runtime.scriptrunner_utils.script_run_context", "streamlit.runtime.state.session_state_proxy"):
+    logging.getLogger(_name).disabled = True
 PHOTO_LAYERS = {"gradcam": "bn2", "gradcampp": "bn2", "layercam": "bn2", "scorecam": "blocks.2"}  # Score-CAM: 40 ch
 
 
@@ -37,20 +44,6 @@ def report(label: str, function: Callable[[], object], repeats: int, warmup: int
     median, p90 = timings_ms(function, repeats, warmup)
     print(f"{label:58s} {median:10.2f} {p90:8.2f}", flush=True)
     return median
-
-
-def pictures(models: dict[str, torch.nn.Module], digit: torch.Tensor) -> None:
-    """What ui.inside.show_inside draws per stroke, encoded as PNG (as st.image sends it)."""
-    for name in ("lenet", "vgg"):
-        maps = digit_feature_maps(models[name], digit)
-        weights = models[name].get_submodule(maps.layers[0].name).weight.detach()
-        to_png(kernels_beside_maps(weights, maps.layers[0].output, columns=4))
-        for layer in maps.layers[1:]:
-            to_png(channel_grid(layer.output, tile=max(8, 112 // layer.output.shape[-1])))
-    attention = attention_maps(models["vit"], digit)
-    to_png(overlay_image(digit, attention.rollout, size=196))
-    for head in attention.heads[-1]:
-        to_png(heat_image(head, size=96))
 
 
 def stroke(models: dict[str, torch.nn.Module], digit: torch.Tensor, names: tuple[str, ...], vit: bool) -> None:
@@ -91,7 +84,8 @@ def main() -> None:
     report("LeNet + VGG feature maps + ViT attention", partial(stroke, models, digit, ("lenet", "vgg"), True), n)
     vgg_maps = digit_feature_maps(models["vgg"], digit)
     report("kernel_patch: one clicked value of VGG's last conv", partial(kernel_patch, models["vgg"], vgg_maps, "features.17", 5, 3, 3), n)  # fmt: skip
-    report("the pictures show_inside draws, PNG-encoded", partial(pictures, models, digit), max(10, n // 10))
+    report("show_inside, whole (Streamlit bare mode: + pictures, charts)", partial(show_inside, models, digit), n // 5)
+    report("show_cams, Grad-CAM of LeNet and the ViT, whole", partial(show_cams, models, digit), n // 5)
     print(f"target: LeNet + VGG feature maps <= 5 ms per rerun; measured {both:.2f} ms median")
 
     print(
