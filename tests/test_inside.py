@@ -365,7 +365,7 @@ def test_score_cam_refuses_a_costly_layer_after_one_pass(monkeypatch):
     monkeypatch.setattr(hooks, "private_twin", counted)
     module = load_model("efficientnet_lite0", device="cpu")
     image = Image.new("RGB", (64, 48), (90, 120, 30))
-    with pytest.raises(CamError, match=r"Score-CAM at bn2 would run 1280 forward passes.*at most 256"):
+    with pytest.raises(CamError, match=r"Score-CAM at bn2 would run 1280 forward passes.*at most 128"):
         photo_cam(image, "efficientnet_lite0", "scorecam", "bn2", module=module)
     assert len(passes) == 1 and hook_count(module) == 0
 

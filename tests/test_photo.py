@@ -576,3 +576,17 @@ def test_photo_cache_is_bounded_in_bytes(lite0):
     assert cache.get_or_compute(8, lambda: "computed again") == "computed again"
     tiny = BoundedCache(max_bytes=entry - 1)
     assert tiny.get_or_compute("big", lambda: kept) is kept and len(tiny) == 0  # returned, not kept
+
+
+def test_page_offers_every_cam_method_and_bounds_score_cam(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # EfficientNet-Lite0 only
+    at = open_page()
+    at.selectbox(key="photo_cam_method").set_value("scorecam").run()  # at bn2: 1280 channels, refused before running
+    assert not at.exception
+    assert any("would run 1280 forward passes" in warning.value for warning in at.warning)
+    at.selectbox(key="photo_cam_layer-efficientnet_lite0").set_value("blocks.2").run()
+    captions = image_captions(at)
+    assert any(c.startswith("Score-CAM for") and "blocks.2" in c and "42 forward passes" in c for c in captions)
+    for method, title in (("layercam", "LayerCAM"), ("gradcampp", "Grad-CAM++")):
+        at.selectbox(key="photo_cam_method").set_value(method).run()
+        assert not at.exception and any(c.startswith(f"{title} for") for c in image_captions(at))

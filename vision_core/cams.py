@@ -31,9 +31,11 @@ from vision_core.device import device_of
 from vision_core.hooks import borrowed_twin, resolve_layers
 from vision_core.inside import as_batch, conv_layers, find_vit
 
-# Score-CAM forward passes per photo map. Measured on a 2-core CPU: EfficientNet-Lite0 at blocks.6 (320 channels)
-# took 6.9 s in fp32, 3.1 s in bf16; at blocks.2 (40) 1.0 s / 0.4 s. ResNet-50 at layer4 would run 2048 passes.
-MAX_SCORE_CAM_CHANNELS = 256
+# Score-CAM forward passes per photo map (one per channel). Measured on the 2-core CPU, EfficientNet-Lite0 in bf16:
+# blocks.2 (40 channels) 0.4-1.3 s, blocks.5 (192) 3.1-7.0 s, blocks.6 (320) 4.1-10.1 s, the spread being other
+# work on the machine. 128 keeps a map to a few seconds: EfficientNet-Lite0 up to blocks.4, ResNet-50 up to maxpool
+# (its layer1 has 256 channels, each pass a whole ResNet-50), Swin-T's first stage.
+MAX_SCORE_CAM_CHANNELS = 128
 DIGIT_BATCH = 64  # Score-CAM's masked inputs per forward pass: 64 digits are 200 KB
 DIGIT_MAX_CHANNELS = 256  # the shipped digit models have at most 64 (VGG's last conv: 66 passes, 33 ms measured)
 PHOTO_BATCH = 8  # masked photos per pass: torchcam's default of 32 would hold four times the activations at once
