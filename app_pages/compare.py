@@ -23,26 +23,24 @@ from vision_core.compare import (
     MAX_SWEEP,
     CompareError,
     architecture_summary,
-    attention_maps,
     carded_models,
     filter_image,
-    find_vit,
     first_conv,
     grid_configs,
-    heat_image,
     history_table,
     measure_latency,
-    overlay_image,
     scaling_configs,
     scoreboard,
     sweep_table,
 )
 from vision_core.cost import BudgetError
 from vision_core.datasets import MY_CLASSES, list_datasets, train_count
+from vision_core.inside import attention_maps, find_vit
 from vision_core.jobs import QueueFullError
 from vision_core.registry import WeightsMissingError
 from vision_core.runs import delete_run, import_run, owner_of
 from vision_core.training import TrainConfig, TrainConfigError, default_config
+from vision_core.visuals import heat_image, overlay_image
 
 REFRESH_S = 2.0
 on_gpu = resolve_device("auto").type == "cuda"

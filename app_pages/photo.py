@@ -8,14 +8,17 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from ui.resources import cached_analysis, cached_grad_cam, cached_model
-from vision_core import ImageError, describe_device, get_spec, list_models, load_image, resolve_device
+from ui.resources import SHOWN_CHANNELS, CamChoice, cached_analysis, cached_cam, cached_model
+from vision_core import ImageError, describe_device, get_spec, list_models, load_image
+from vision_core.cams import CAM_METHODS, MAX_SCORE_CAM_CHANNELS, CamError
 from vision_core.checkpoints import CheckpointError
+from vision_core.device import device_of
 from vision_core.images import DETECTION_DRAFT_SIZE, PHOTO_DRAFT_SIZE
 from vision_core.models.imagenet import WeightsDownloadError, fetch_weights
 from vision_core.photo import (
     DEFAULT_CLASSIFIER,
     FALLBACK_CLASSIFIER,
+    check_cam_layer,
     detect,
     fast_precision,
     first_layer_filters,
@@ -53,16 +56,17 @@ def offer_download(name: str) -> None:
         f"Download {spec.title} weights now ({spec.weights.meta['_file_size']:.0f} MB)", key=f"fetch-{name}"
     ):
         return
-    bar = st.progress(0.0, text=f"Downloading {spec.title}…")
+    slot = st.empty()  # the progress bar, replaced by the error if the download fails
+    slot.progress(0.0, text=f"Downloading {spec.title}…")
 
     def show(done: int, total: int | None) -> None:
         text = f"Downloading {spec.title}: {done / 1e6:.0f}" + (f" of {total / 1e6:.0f} MB" if total else " MB")
-        bar.progress(min(done / total, 1.0) if total else 0.0, text=text)
+        slot.progress(min(done / total, 1.0) if total else 0.0, text=text)
 
     try:
         fetch_weights(name, progress=show)
     except (WeightsDownloadError, WeightsMissingError) as error:
-        st.error(
+        slot.error(
             f"The download failed: {error}. Offline? Run `make weights` on a machine with internet access and copy "
             f"`{weights_path(name).parent}` to this one (or point TORCH_HOME at a shared copy)."
         )
@@ -70,11 +74,38 @@ def offer_download(name: str) -> None:
         st.rerun()
 
 
+def show_cam(photo_id: str, photo, name: str, method: str, target: int | None, precision: str) -> None:
+    """One model's CAM over what it saw, with its own layer choice (default: its last spatial layer)."""
+    layer_spec = get_spec(name).layers
+    choices = list(dict.fromkeys([*layer_spec.choices, layer_spec.cam]))
+    layer = st.selectbox(
+        f"{title(name)}: layer",
+        choices,
+        index=choices.index(check_cam_layer(name, None)),
+        key=f"photo_cam_layer-{name}",
+    )
+    try:
+        with st.spinner(f"{CAM_METHODS[method].title} for {title(name)}…"):
+            cam = cached_cam(photo_id, photo, name, CamChoice(method, layer, target), precision)
+    except CamError as error:
+        st.warning(str(error), icon=":material/timer_off:")
+        return
+    overlay = cam_overlay(denormalize(cam.model_input, get_spec(name).mean_std), cam.heatmap)
+    label = f"{CAM_METHODS[method].title} for “{cam.prediction.label}” ({cam.prediction.probability:.1%})"
+    st.image(
+        overlay,
+        caption=f"{label}, {title(name)} at `{cam.layer}`: {cam.forward_passes} forward pass"
+        f"{'es' if cam.forward_passes > 1 else ''}, {cam.seconds:.2f} s in {cam.precision}",
+    )
+    download_png("CAM overlay (PNG)", overlay, f"{name}-{method}-{cam.prediction.index}.png", key=f"png-cam-{name}")
+
+
 st.title("Photo explorer")
 st.caption(
     "Pick a sample photo or upload your own. An ImageNet network names what it sees (top-3), and you can look inside: "
-    "feature maps at early, middle and late layers, the first layer's filters, and Grad-CAM, which shows the regions "
-    "that drove a class. A COCO detector (Faster R-CNN) finds and boxes objects."
+    "feature maps at early, middle and late layers, the first layer's filters, and class activation maps (Grad-CAM "
+    "and three relatives), which show the regions that drove a class, for two models side by side. A COCO detector "
+    "(Faster R-CNN) finds and boxes objects."
 )
 
 # --- which models have their weights here: a file-existence check, so loading the page never touches the network ---
@@ -125,13 +156,20 @@ compare = right.multiselect("Compare side by side with", others, default=transfo
 missing = [name for name in list_models(task="imagenet") if name not in classifiers]
 if missing:
     right.caption(f"Available once their weights are fetched (`make weights`): {', '.join(map(title, missing))}.")
+try:
+    module = cached_model(model_name)
+except (WeightsMissingError, CheckpointError) as error:
+    st.error(f"Cannot load the model: {error}")
+    st.stop()
 precision = "fp32"
-if fast_precision(resolve_device()) == "bf16":
+if fast_precision(device_of(module)) == "bf16":  # where the model runs, which is where the arithmetic happens
     fast = left.toggle(
         "Fast mode: bfloat16 arithmetic",
         value=True,
+        key="photo_fast",
         help="This processor computes in bfloat16 natively: ResNet-50 runs in about 0.6x the time. Probabilities "
-        "stay within a few points of float32; switch off to see exactly what float32 computes.",
+        "stay within a few points of float32; switch off to see exactly what float32 computes. Predictions, feature "
+        "maps and class activation maps all follow this switch.",
     )
     precision = "bf16" if fast else "fp32"
 
@@ -142,18 +180,19 @@ st.caption(
     "activation first, each scaled to its own range: early layers respond to edges and colours, later ones to parts."
 )
 controls = st.columns([3, 1])
-layers = controls[0].multiselect(
+picked = controls[0].multiselect(
     "Layers (early to late)", spec.layers.choices, default=spec.layers.defaults, key=f"layers-{model_name}"
 )
-count = controls[1].slider("Channels per layer", min_value=4, max_value=64, value=16, step=4)
+layers = [name for name in spec.layers.choices if name in picked]  # network order, whatever order they were picked in
+count = controls[1].slider("Channels per layer", min_value=4, max_value=SHOWN_CHANNELS, value=16, step=4)
 
 try:
-    module = cached_model(model_name)
-    report = cached_analysis(photo_id, photo, model_name, tuple(layers), precision)
-    compared = [cached_analysis(photo_id, photo, name, (), precision) for name in compare]
+    analysis = cached_analysis(photo_id, photo, model_name, tuple(layers), precision)
+    compared = [cached_analysis(photo_id, photo, name, (), precision).report for name in compare]
 except (WeightsMissingError, CheckpointError) as error:
     st.error(f"Cannot load the model: {error}")
     st.stop()
+report = analysis.report
 
 with prediction_area:
     photo_column, *model_columns = st.columns(2 + len(compared))
@@ -168,12 +207,13 @@ with prediction_area:
             for prediction in result.predictions:
                 st.progress(prediction.probability, text=f"{prediction.label}: {prediction.probability:.1%}")
             st.caption(
-                f"{result.seconds * 1000:.0f} ms on {describe_device()} in {precision}: preprocessing, forward pass, top-3"
+                f"{result.seconds * 1000:.0f} ms on {describe_device()} in {result.precision}: preprocessing, forward "
+                "pass, top-3"
             )
 
 grid_columns = st.columns(min(3, max(1, len(layers))))
 for i, layer in enumerate(layers):
-    grid = feature_grid(report.feature_maps[layer], count=count)
+    grid = feature_grid(analysis.channels[layer], count=count)
     channels, height, width = grid.shape
     with grid_columns[i % len(grid_columns)]:
         st.image(
@@ -192,26 +232,45 @@ st.image(
     "its own largest weight (grey is zero): the colour and edge patterns the network looks for in the pixels.",
 )
 
-st.subheader("Grad-CAM: where is the evidence?")
+st.subheader("Class activation maps: where is the evidence?")
+method_column, class_column, second_column = st.columns(3)
+method = method_column.selectbox(
+    "Method", list(CAM_METHODS), format_func=lambda m: CAM_METHODS[m].title, key="photo_cam_method"
+)
 top = [prediction.index for prediction in report.predictions]
-target = st.selectbox(
+target = class_column.selectbox(
     "Explain the class",
     [None, *top, *(i for i in range(len(spec.labels)) if i not in top)],
-    format_func=lambda i: f"top-1: {report.predictions[0].label}" if i is None else spec.labels[i],
+    format_func=lambda i: "each model's top-1" if i is None else spec.labels[i],
+    key="photo_cam_class",
 )
-cam = cached_grad_cam(photo_id, photo, model_name, target)
-overlay = cam_overlay(denormalize(cam.model_input, spec.mean_std), cam.heatmap)
-cam_column, text_column = st.columns([2, 3])
-with cam_column:
-    st.image(
-        overlay, caption=f"Grad-CAM for “{cam.prediction.label}” ({cam.prediction.probability:.1%}) at `{cam.layer}`"
+partners = [None, *others]
+second = second_column.selectbox(
+    "Side by side with",
+    partners,
+    index=1 if len(partners) > 1 else 0,
+    format_func=lambda name: "no second model" if name is None else title(name),
+    key="photo_cam_second",
+)
+st.caption(
+    CAM_METHODS[method].summary
+    + (
+        f" Score-CAM is offered at layers of at most {MAX_SCORE_CAM_CHANNELS} channels (early and middle ones)."
+        if method == "scorecam"
+        else ""
     )
-    download_png("Grad-CAM overlay (PNG)", overlay, f"{model_name}-gradcam-{cam.prediction.index}.png", key="png-cam")
-text_column.markdown(
-    "Grad-CAM weighs each channel of the last spatial layer by how much the class score rises when that channel "
-    "rises (its average gradient), adds them up and keeps the positive part. Red regions raised the score most. "
-    "Pick another class to see where the network finds evidence *for that* class."
 )
+for column, name in zip(st.columns(2), [model_name, second], strict=True):
+    with column:
+        if name is None:
+            hint = (
+                "Pick a second model above to see its map beside this one."
+                if others
+                else "Only this model's weights are here: fetch others with `make weights` to compare two maps."
+            )
+            st.info(hint, icon=":material/compare:")
+            continue
+        show_cam(photo_id, photo, name, method, target, precision)
 
 st.subheader("Object detection")
 detectors = [name for name in list_models(task="detection") if weights_available(name)]

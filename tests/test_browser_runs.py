@@ -9,9 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
-
 from browser_kit import CHROMIUM, browser, expect, page, streamlit_app  # noqa: F401 (pytest fixtures)
+from PIL import Image, ImageDraw
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium at /usr/bin/chromium or on PATH")
 RUN_S = 240_000  # ms: a run's process starts, loads its data and trains on a shared 2-core machine

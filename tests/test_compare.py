@@ -10,8 +10,6 @@ from vision_core.checkpoints import count_parameters
 from vision_core.compare import (
     CompareError,
     architecture_summary,
-    attention_maps,
-    capture_attention,
     carded_models,
     filter_image,
     first_conv,
@@ -21,7 +19,8 @@ from vision_core.compare import (
     scoreboard,
     sweep_table,
 )
-from vision_core.hooks import hook_count
+from vision_core.hooks import capture_attention, hook_count
+from vision_core.inside import InsideError, attention_maps
 from vision_core.jobs import Caller, RunQueue
 from vision_core.registry import build_model
 from vision_core.runs import save_run
@@ -67,7 +66,7 @@ def test_attention_hooks_are_removed_when_the_forward_fails(vit):
 
 
 def test_cnns_have_no_attention_to_show():
-    with pytest.raises(CompareError, match="not a vision transformer"):
+    with pytest.raises(InsideError, match="not a vision transformer"):
         attention_maps(build_model("lenet"), torch.rand(1, 28, 28))
 
 

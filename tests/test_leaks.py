@@ -1,4 +1,5 @@
-"""Leaks: many predictions, feature-map extractions and Grad-CAMs in one process leave no hooks and no RSS growth.
+"""Leaks: many predictions, feature-map extractions, Grad-CAMs and looks inside the digit models (feature maps,
+kernel x patch, attention, every CAM method) in one process leave no hooks and no RSS growth.
 
 The measurement runs in a fresh interpreter (this file run as a script), so pytest's own
 allocations, earlier tests' models and the page tests' caches do not move the figures. It
@@ -10,7 +11,8 @@ its size per call, while the allocator's noise stays within a fraction of a mega
 Measured on a 2-core x86 CPU (torch 2.x, glibc malloc, one torch thread), six runs of 11-16 s of workload: RSS
 after the warm-up about 1185 MiB; growth over the 200 predictions -0.01 to 0.01 MiB, over the 50 + 50 extractions
 0.03 to 0.04 MiB, over the 20 Grad-CAMs 0.02 to 0.05 MiB, over everything 0.10 to 0.16 MiB (fitted slope and
-quarter means alike); hooks left after each of the 376 calls: 0. The bound, ``GROWTH_BOUND_MB`` = 5 MiB per phase
+quarter means alike); hooks left after each of the 376 calls: 0. The 100 looks inside the digit models (added later,
+one run): 0.00 MiB (fitted slope and quarter means), no hook left after any of the 484 calls. The bound, ``GROWTH_BOUND_MB`` = 5 MiB per phase
 (25 KiB per prediction, 100 KiB per extraction), is some 30 times what was measured. The control phase keeps
 76.6 MiB of feature maps and the same figures show 72.8 MiB: the method does see a leak far below the bound.
 """
@@ -33,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PREDICTIONS = 200  # predict_digit / predict_digits calls, after the warm-up
 EXTRACTIONS = 50  # feature_maps calls per ImageNet model (EfficientNet-Lite0 and ResNet-50), after the warm-up
 GRAD_CAMS = 10  # per model
+INSIDE = 100  # strokes looked inside: feature maps, a kernel x patch, attention and a CAM (methods in turn) per model
+INSIDE_WARMUP = 8
 SAMPLES = 20  # RSS samples per phase (or one per call when a phase is shorter)
 # Growth allowed after the warm-up, per phase: the fitted slope times the phase's length, and the last quarter's
 # mean RSS minus the first quarter's. Measured: at most 0.16 MiB (the module docstring has the figures).
@@ -89,8 +93,10 @@ def probe() -> dict:
     from synthetic_digits import draw_digit, random_style
     from torchvision.models import ResNet50_Weights, resnet50
 
-    from vision_core import list_models, load_model, predict_digit, predict_digits
+    from vision_core import list_models, load_model, predict_digit, predict_digits, preprocess_digit
+    from vision_core.cams import CAM_METHODS, digit_cam
     from vision_core.hooks import hook_count
+    from vision_core.inside import attention_maps, digit_feature_maps, kernel_patch
     from vision_core.models.imagenet import hub_checkpoint_path
     from vision_core.photo import feature_maps, grad_cam
     from vision_core.registry import get_spec, weights_available
@@ -134,6 +140,20 @@ def probe() -> dict:
             assert len(maps) == 3
             hooks_seen.append(hook_count(module))
 
+    inputs = [preprocess_digit(drawing) for drawing in drawings]
+    methods = list(CAM_METHODS)
+
+    def inside(i: int) -> None:
+        digit = inputs[i % len(inputs)]
+        for name in ("lenet", "vgg"):
+            maps = digit_feature_maps(digits[name], digit)
+            step = kernel_patch(digits[name], maps, maps.layers[-1].name, i % 16, 1, 2)
+            assert abs(step.total - step.output) < 1e-3
+        assert attention_maps(digits["vit"], digit).heads.shape[0] == 6
+        for model in digits.values():
+            assert digit_cam(model, digit, methods[i % len(methods)]).heatmap.shape == (28, 28)
+        hooks_seen.append(sum(hook_count(m) for m in digits.values()))
+
     def cam(i: int) -> None:
         for name, module in photo_models.items():
             result = grad_cam(photos[i % len(photos)], name, module=module)
@@ -160,6 +180,8 @@ def probe() -> dict:
         extract(i)
     for i in range(2):
         cam(i)
+    for i in range(INSIDE_WARMUP):
+        inside(i)
     gc.collect()
     gc.freeze()  # what exists now is never collected again: later gc.collect() calls scan only the new objects
     warm_mb = rss_mb()
@@ -168,6 +190,7 @@ def probe() -> dict:
         "predictions": measured(predict, PREDICTIONS),
         "feature_maps": measured(extract, EXTRACTIONS),
         "grad_cam": measured(cam, GRAD_CAMS),
+        "inside": measured(inside, INSIDE),
     }
     all_samples = [s for samples in phases.values() for s in samples]
     kept = []
@@ -212,8 +235,10 @@ def report() -> dict:
 
 
 def test_no_hook_is_left_behind(report):
-    """Every call of predict_digit(s), feature_maps and grad_cam was followed by a hook count of zero."""
-    assert report["hook_checks"] == PREDICTIONS + 40 + 2 * (EXTRACTIONS + 6) + 2 * (GRAD_CAMS + 2)
+    """Every call of predict_digit(s), feature_maps, grad_cam and the inside views was followed by a hook count of 0."""
+    assert (
+        report["hook_checks"] == PREDICTIONS + 40 + 2 * (EXTRACTIONS + 6) + 2 * (GRAD_CAMS + 2) + INSIDE + INSIDE_WARMUP
+    )
     assert report["hooks_max"] == 0 and report["hooks_after"] == 0
     assert report["param_grads"] == 0  # Grad-CAM asks autograd for activation gradients only
 

@@ -1,4 +1,5 @@
-"""The app's one cache: models and datasets are loaded once per process and shared by all sessions.
+"""The app's one cache: models and datasets are loaded once per process and shared by all sessions, and the Photo
+explorer's analyses and CAMs are kept (bounded in bytes) for every session.
 
 Cached models are used for inference only (``torch.inference_mode``); training always works on a
 fresh build or a private copy, never on these objects.
@@ -6,10 +7,17 @@ fresh build or a private copy, never on these objects.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import streamlit as st
+import torch
 from PIL import Image
 from torch import nn
 
@@ -17,9 +25,10 @@ from vision_core import WeightsMissingError, get_dataset, get_spec, list_models,
 from vision_core.checkpoints import CheckpointError, ModelCard, read_card
 from vision_core.data import MNISTSplit, Split
 from vision_core.jobs import RunQueue
-from vision_core.photo import GradCam, PhotoReport, analyze, grad_cam
+from vision_core.photo import PhotoCam, PhotoReport, analyze, photo_cam
 from vision_core.policy import Policy, load_policy
 from vision_core.runs import register_saved_runs
+from vision_core.visuals import StrongestChannels, strongest_channels
 
 SHIPPED_DIGIT_MODELS = tuple(list_models(task="digits", source="shipped"))
 
@@ -37,19 +46,118 @@ def cached_run(name: str) -> nn.Module:
     return load_model(name)
 
 
-# Photo analyses, shared by every session: a class often looks at the same sample photo, and moving a slider that
-# only changes how results are drawn must not run the network again. Keyed on the photo's hash (``photo_id``);
-# the PIL image itself is not hashed (the leading underscore).
-@st.cache_data(max_entries=64, show_spinner=False)
+class BoundedCache:
+    """A thread-safe least-recently-used cache bounded in bytes (``size_of`` each value), shared by every session.
+
+    ``st.cache_data`` bounds entries by count only, and one photo analysis with every ResNet-50 layer held 36 MB
+    (2.3 GB at its 64 entries). Values are returned as stored, not copied: they are frozen dataclasses that the
+    pages only read. A value larger than the whole bound is returned but not kept.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key][0]
+        value = compute()  # outside the lock: other sessions' hits and other keys do not wait for this one
+        size = size_of(value)
+        with self._lock:
+            if size <= self.max_bytes:
+                self._entries[key] = (value, size)
+                self._entries.move_to_end(key)
+                while self.nbytes > self.max_bytes:
+                    self._entries.popitem(last=False)
+        return value
+
+    @property
+    def nbytes(self) -> int:
+        return sum(size for _, size in self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def size_of(value: Any) -> int:
+    """Bytes held by the tensors and images in ``value`` (dataclasses, dicts, lists and tuples are walked)."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, Image.Image):
+        return value.width * value.height * len(value.getbands())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return sum(size_of(getattr(value, field.name)) for field in dataclasses.fields(value))
+    if isinstance(value, dict):
+        return sum(size_of(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(size_of(item) for item in value)
+    return 0
+
+
+SHOWN_CHANNELS = 64  # the most channels a feature grid of the Photo explorer draws: all a cached analysis keeps
+ANALYSIS_CACHE_BYTES = (
+    256 * 2**20
+)  # an analysis as kept: 6.5 MB with every ResNet-50 layer (36 MB whole), 1.1 MB the defaults
+CAM_CACHE_BYTES = 64 * 2**20  # a CAM is about 0.8 MB (the 224 x 224 map and the model input)
+
+
+@dataclass(frozen=True)
+class PhotoAnalysis:
+    """What the Photo explorer draws of an analysis: the report without its feature maps, and each layer's
+    ``SHOWN_CHANNELS`` strongest channels in float16 (the grids scale each map to its own range)."""
+
+    report: PhotoReport  # feature_maps emptied
+    channels: dict[str, StrongestChannels]  # layer -> its strongest channels, in the order asked for
+
+
+@dataclass(frozen=True)
+class CamChoice:
+    method: str = "gradcam"  # a key of vision_core.cams.CAM_METHODS
+    layer: str | None = None  # None: the model's Grad-CAM layer
+    class_index: int | None = None  # None: the model's top-1 class
+
+
+@st.cache_resource
+def photo_caches() -> tuple[BoundedCache, BoundedCache]:
+    """(analyses, CAMs) shared by every session: a class often looks at the same sample photo, and a slider that
+    only changes how results are drawn must not run the network again."""
+    return BoundedCache(ANALYSIS_CACHE_BYTES), BoundedCache(CAM_CACHE_BYTES)
+
+
+def summarize(report: PhotoReport) -> PhotoAnalysis:
+    channels = {
+        name: strongest_channels(maps, SHOWN_CHANNELS, dtype=torch.float16)
+        for name, maps in report.feature_maps.items()
+    }
+    return PhotoAnalysis(report=dataclasses.replace(report, feature_maps={}), channels=channels)
+
+
 def cached_analysis(
-    photo_id: str, _photo: Image.Image, model: str, layers: tuple[str, ...], precision: str
-) -> PhotoReport:
-    return analyze(_photo, model, layers=layers, k=3, module=cached_model(model), precision=precision)
+    photo_id: str, photo: Image.Image, model: str, layers: tuple[str, ...], precision: str
+) -> PhotoAnalysis:
+    """``analyze`` summarised, cached by the photo's hash (``photo_id``), model, layers and precision."""
+    compute = partial(analyze, photo, model, layers=layers, k=3, module=cached_model(model), precision=precision)
+    return photo_caches()[0].get_or_compute((photo_id, model, layers, precision), lambda: summarize(compute()))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def cached_grad_cam(photo_id: str, _photo: Image.Image, model: str, class_index: int | None) -> GradCam:
-    return grad_cam(_photo, model, class_index=class_index, module=cached_model(model))
+def cached_cam(photo_id: str, photo: Image.Image, model: str, choice: CamChoice, precision: str) -> PhotoCam:
+    """``photo_cam`` cached by the photo's hash, model, method, layer, class and precision."""
+    compute = partial(
+        photo_cam, photo, model, choice.method, choice.layer, choice.class_index, cached_model(model), precision
+    )
+    return photo_caches()[1].get_or_compute((photo_id, model, choice, precision), compute)
+
+
+def clear_photo_caches() -> None:
+    for cache in photo_caches():
+        cache.clear()
 
 
 @st.cache_resource(show_spinner="Loading MNIST…")

@@ -1,9 +1,8 @@
 """Comparing trained models: a scoreboard from the model cards (grouped by dataset), training curves, architecture
-summaries (torchinfo), first-layer filters, a ViT's attention (per head and rolled out), and sweeps.
+summaries (torchinfo), first-layer filters, and sweeps. (A ViT's attention maps are in ``vision_core.inside``.)
 
-Nothing here mutates a model it is given: hooks and summaries work on a private copy, because the
-app's cached models are shared by every session (a hook on a shared model would also see other
-sessions' forward passes).
+Nothing here mutates a model it is given: summaries work on a private copy, because the app's
+cached models are shared by every session.
 """
 
 from __future__ import annotations
@@ -11,18 +10,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-import math
 import statistics
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import pandas as pd
 import torch
 import torchinfo
 from PIL import Image
-from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from vision_core.checkpoints import CheckpointError, read_card
@@ -32,7 +27,7 @@ from vision_core.jobs import JobView
 from vision_core.registry import get_spec, list_models
 from vision_core.runs import load_history
 from vision_core.training import TrainConfig, TrainEvent
-from vision_core.visuals import cam_overlay, colorize, filter_grid
+from vision_core.visuals import filter_grid
 
 MAX_SWEEP = 24  # runs per sweep: a grid is queued as that many short runs
 
@@ -181,81 +176,6 @@ def filter_image(weights: torch.Tensor, tile: int = 40) -> Image.Image:
     if weights.dim() != 4 or weights.shape[1] not in (1, 3):
         raise CompareError(f"expected (N, 1 or 3, k, k) kernels, got shape {tuple(weights.shape)}")
     return filter_grid(weights.expand(-1, 3, -1, -1) if weights.shape[1] == 1 else weights, tile=tile)
-
-
-def find_vit(model: nn.Module) -> VisionTransformer | None:
-    return next((m for m in model.modules() if isinstance(m, VisionTransformer)), None)
-
-
-@contextmanager
-def capture_attention(vit: VisionTransformer) -> Iterator[list[torch.Tensor]]:
-    """Record each block's attention weights (B, heads, N, N) during the forward passes run inside the block.
-
-    timm's fused attention never forms the weights, so a forward hook on each block's ``attn``
-    recomputes softmax(q k^T * scale) from the block's input with the module's own layers. The
-    hooks are removed on the way out, also when the block raises (the error is not swallowed).
-    """
-    maps: list[torch.Tensor] = []
-
-    def hook(attn: nn.Module, args: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
-        x = args[0]  # (B, N, C): the block's normalised tokens
-        batch, tokens, _ = x.shape
-        qkv = attn.qkv(x).reshape(batch, tokens, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = attn.q_norm(qkv[0]), attn.k_norm(qkv[1])  # (B, H, N, d)
-        maps.append(((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1).detach())
-
-    handles = []
-    try:
-        handles = [block.attn.register_forward_hook(hook) for block in vit.blocks]
-        yield maps
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-@dataclass(frozen=True)
-class AttentionMaps:
-    heads: torch.Tensor  # (layers, heads, g, g): how much the class token attends to each patch
-    rollout: torch.Tensor  # (g, g): attention rolled out through all layers (Abnar & Zuidema 2020), max 1
-    grid: int  # g: patches per side (7 for 4 x 4 patches on 28 x 28)
-    prediction: int
-
-
-@torch.inference_mode()
-def attention_maps(model: nn.Module, digit: torch.Tensor) -> AttentionMaps:
-    """The class token's attention to the patches of ``digit`` ((1, 28, 28) in [0, 1]), per layer and head, and rolled out."""
-    vit = find_vit(model)
-    if vit is None:
-        raise CompareError(f"{type(model).__name__} is not a vision transformer: it has no attention to show")
-    private = copy.deepcopy(model).cpu().eval()
-    with capture_attention(find_vit(private)) as maps:
-        logits = private(digit.reshape(1, 1, *digit.shape[-2:]).float().cpu())
-    prefix = vit.num_prefix_tokens
-    attention = torch.stack([m[0] for m in maps])  # (L, H, N, N)
-    grid = math.isqrt(attention.shape[-1] - prefix)
-    heads = attention[:, :, 0, prefix:].reshape(*attention.shape[:2], grid, grid)
-    # Rollout: heads averaged, the residual path added as identity, rows renormalised, layers multiplied.
-    tokens = attention.shape[-1]
-    rollout = torch.eye(tokens)
-    for layer in attention.mean(dim=1):
-        mixed = 0.5 * layer + 0.5 * torch.eye(tokens)
-        rollout = (mixed / mixed.sum(dim=-1, keepdim=True)) @ rollout
-    cls_to_patches = rollout[0, prefix:].reshape(grid, grid)
-    return AttentionMaps(
-        heads=heads, rollout=cls_to_patches / cls_to_patches.max(), grid=grid, prediction=int(logits.argmax())
-    )
-
-
-def heat_image(values: torch.Tensor, size: int = 112) -> Image.Image:
-    """A (g, g) map, scaled to its own maximum, in viridis with crisp cells."""
-    scaled = (values / values.max().clamp_min(1e-12)).clamp(0, 1).numpy()
-    return Image.fromarray(colorize(scaled)).resize((size, size), Image.Resampling.NEAREST)
-
-
-def overlay_image(digit: torch.Tensor, values: torch.Tensor, size: int = 224) -> Image.Image:
-    """A (g, g) map in jet colours over the (1, 28, 28) digit."""
-    grey = (digit.reshape(digit.shape[-2:]).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    return cam_overlay(Image.fromarray(grey, mode="L"), values, size=size)
 
 
 # --- Sweeps -------------------------------------------------------------------------------------------------------

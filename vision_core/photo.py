@@ -1,10 +1,10 @@
-"""Photos through ImageNet classifiers and a COCO detector: top-k, feature maps, Grad-CAM, first-layer filters, boxes.
+"""Photos through ImageNet classifiers and a COCO detector: top-k, feature maps, CAMs, first-layer filters, boxes.
 
 Every function takes the model by registered name (``"resnet50"``, ``"efficientnet_lite0"``,
 ``"swin_t"``, a detector) and optionally the already-loaded module (``module=``, e.g. a cached one);
 without it the model is loaded with ``load_model``. Preprocessing is always the spec's
 ``preprocess`` (torchvision's ``weights.transforms()``, timm's data config): one path for
-predictions, feature maps, Grad-CAM and the "what the model saw" thumbnail.
+predictions, feature maps, CAMs and the "what the model saw" thumbnail.
 
 >>> from vision_core import load_image
 >>> photo = load_image("data/samples/coffee.png")
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from vision_core.cams import compute_cam
 from vision_core.device import device_of
 from vision_core.hooks import LayerError, capture_outputs, resolve_layers
 from vision_core.registry import ModelSpec, get_spec, load_model
@@ -35,8 +35,10 @@ DEFAULT_DETECTOR = "fasterrcnn_resnet50_fpn_v2"
 
 Precision = Literal["fp32", "bf16"]  # "bf16": autocast to bfloat16, ~0.6x the time on CPUs with native bf16
 
-# Hooks live on the module object, and cached models are shared by every browser session (one thread each):
-# without this lock one session's hooks could record another session's forward pass.
+# Cached models are shared by every browser session (one thread each). The hooks record only their own thread's
+# pass (vision_core.hooks), so sessions cannot mix up; this lock also keeps one hooked forward pass of a photo
+# model at a time, which bounds what concurrent captures hold (every ResNet-50 layer at once: 34 MB a pass).
+# CAMs never hook the shared model (vision_core.cams works on a twin) and do not take it.
 _HOOKED_FORWARD = threading.Lock()
 
 
@@ -64,15 +66,24 @@ class PhotoReport:
     feature_maps: dict[str, torch.Tensor]  # layer -> (C, H, W) on the CPU, in the order asked for
     model_input: torch.Tensor  # (3, H, W), normalised: de-normalise with the spec's mean_std to look at it
     seconds: float  # preprocessing + forward (with hooks) + softmax and top-k
+    precision: Precision = "fp32"  # what the forward pass computed in (the logits' dtype), not what was asked for
 
 
 @dataclass(frozen=True)
-class GradCam:
+class PhotoCam:
     model: str
+    method: str  # a key of vision_core.cams.CAM_METHODS
     layer: str
     prediction: Prediction  # the class the map explains
     heatmap: torch.Tensor  # (H, W) in [0, 1] at the model input's resolution; 1 = most evidence for the class
+    layer_map: torch.Tensor  # (h, w): the same map at the layer's resolution, as torchcam computed it
     model_input: torch.Tensor  # (3, H, W), normalised
+    precision: Precision  # what the passes computed in
+    forward_passes: int
+    seconds: float
+
+
+GradCam = PhotoCam  # the name from before the other CAM methods joined Grad-CAM
 
 
 def _spec_for(model: str, task: str) -> ModelSpec:
@@ -174,8 +185,14 @@ def analyze(
     )
     seconds = time.perf_counter() - start
     maps = {name: _chw(outputs[name], spec, name).float().cpu() for name in names}
+    computed: Precision = "bf16" if logits.dtype == torch.bfloat16 else "fp32"
     return PhotoReport(
-        model=model, predictions=predictions, feature_maps=maps, model_input=model_input, seconds=seconds
+        model=model,
+        predictions=predictions,
+        feature_maps=maps,
+        model_input=model_input,
+        seconds=seconds,
+        precision=computed,
     )
 
 
@@ -206,41 +223,77 @@ def feature_maps(
     return analyze(image, model, layers=layers, k=1, module=module, precision=precision).feature_maps
 
 
+def check_cam_layer(model: str, layer: str | None) -> str:
+    """The layer a CAM of ``model`` uses: the spec's Grad-CAM layer when ``layer`` is None, else one of the
+    feature-map layers (``layers.choices``); anything else raises ``LayerError`` listing the valid names."""
+    spec = get_spec(model)
+    if spec.layers is None:
+        raise LayerError(f"{spec.title} has no layer to compute a class activation map at")
+    if layer is None:
+        return spec.layers.cam
+    if layer != spec.layers.cam and layer not in spec.layers.choices:
+        valid = ", ".join(dict.fromkeys([*spec.layers.choices, spec.layers.cam]))
+        raise LayerError(f"{spec.title} has no CAM layer {layer!r}; valid names: {valid}")
+    return layer
+
+
+def _channels_first(output: torch.Tensor) -> torch.Tensor:
+    return output.permute(0, 3, 1, 2)  # Swin's (B, H, W, C) -> (B, C, H, W)
+
+
+def photo_cam(
+    image: Image.Image,
+    model: str = DEFAULT_CLASSIFIER,
+    method: str = "gradcam",
+    layer: str | None = None,
+    class_index: int | None = None,
+    module: nn.Module | None = None,
+    precision: Precision = "fp32",
+) -> PhotoCam:
+    """A class activation map (torchcam's Grad-CAM, Grad-CAM++, Score-CAM or LayerCAM; see ``vision_core.cams``)
+    for ``class_index`` (default: the top-1 class) at ``layer`` (default: the last spatial layer before pooling).
+
+    Score-CAM runs one forward pass per channel of ``layer`` and refuses layers with more than
+    ``cams.MAX_SCORE_CAM_CHANNELS`` channels (``CamError``). The shared ``module`` is never hooked.
+
+    >>> cam = photo_cam(load_image("data/samples/chelsea.png"), "efficientnet_lite0", "layercam")  # doctest: +SKIP
+    >>> cam.prediction.label, tuple(cam.heatmap.shape)  # doctest: +SKIP
+    ('tiger cat', (224, 224))
+    """
+    spec = _spec_for(model, "imagenet")
+    layer = check_cam_layer(model, layer)
+    if class_index is not None and not 0 <= class_index < len(spec.labels):
+        raise ValueError(f"class_index must be between 0 and {len(spec.labels) - 1}, got {class_index}")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    module = load_model(model) if module is None else module
+    model_input = spec.preprocess(_as_rgb(image))  # (3, 224, 224)
+    reshape = _channels_first if spec.layers.channels_last else None
+    cam = compute_cam(module, model_input[None], layer, method, class_index, reshape=reshape, precision=precision)
+    return PhotoCam(
+        model=model,
+        method=method,
+        layer=layer,
+        prediction=Prediction(label=spec.labels[cam.class_index], index=cam.class_index, probability=cam.probability),
+        heatmap=cam.heatmap,
+        layer_map=cam.layer_map,
+        model_input=model_input,
+        precision=precision,
+        forward_passes=cam.forward_passes,
+        seconds=cam.seconds,
+    )
+
+
 def grad_cam(
     image: Image.Image, model: str = DEFAULT_CLASSIFIER, class_index: int | None = None, module: nn.Module | None = None
-) -> GradCam:
-    """Grad-CAM (Selvaraju et al. 2017) for ``class_index`` (default: the top-1 class) at the model's last spatial layer.
+) -> PhotoCam:
+    """Grad-CAM (Selvaraju et al. 2017) for ``class_index`` (default: the top-1 class) at the model's last spatial
+    layer: ``photo_cam`` with ``method="gradcam"``.
 
     Each channel of the layer's output is weighted by the spatial mean of the class score's
     gradient with respect to it; the ReLU of the weighted sum, upsampled to the input size, is the map.
     """
-    spec = _spec_for(model, "imagenet")
-    if spec.layers is None:
-        raise LayerError(f"{spec.title} has no Grad-CAM layer")
-    if class_index is not None and not 0 <= class_index < len(spec.labels):
-        raise ValueError(f"class_index must be between 0 and {len(spec.labels) - 1}, got {class_index}")
-    module = load_model(model) if module is None else module
-    layer = spec.layers.cam
-    with (
-        _HOOKED_FORWARD,
-        torch.inference_mode(False),  # also when called from inside an inference_mode block
-        torch.enable_grad(),
-        capture_outputs(module, [layer], detach=False) as outputs,
-    ):
-        model_input = spec.preprocess(_as_rgb(image))
-        # The input asks for gradients so the graph exists even when the model's parameters are frozen.
-        logits = module(model_input.unsqueeze(0).to(device_of(module)).requires_grad_(True))
-        index = int(logits[0].argmax()) if class_index is None else class_index
-        (gradient,) = torch.autograd.grad(logits[0, index], outputs[layer])  # activations only: no parameter .grad
-    activation = _chw(outputs[layer], spec, layer).detach().float()  # (C, h, w)
-    weights = _chw(gradient, spec, layer).float().mean(dim=(1, 2))  # (C,)
-    cam = torch.relu((weights[:, None, None] * activation).sum(dim=0))  # (h, w)
-    cam = F.interpolate(cam[None, None], size=tuple(model_input.shape[-2:]), mode="bilinear", align_corners=False)[0, 0]
-    peak = cam.max()
-    heatmap = (cam / peak if peak > 0 else cam).cpu()
-    probability = float(torch.softmax(logits.detach().float(), dim=1)[0, index])
-    prediction = Prediction(label=spec.labels[index], index=index, probability=probability)
-    return GradCam(model=model, layer=layer, prediction=prediction, heatmap=heatmap, model_input=model_input)
+    return photo_cam(image, model, "gradcam", class_index=class_index, module=module)
 
 
 def first_layer_filters(model: str = DEFAULT_CLASSIFIER, module: nn.Module | None = None) -> torch.Tensor:
