@@ -15,7 +15,7 @@ DIGIT_MODELS = list_models(task="digits")
 SHIPPED = list_models(source="shipped")
 # Full test-set accuracy each shipped model must reach (the course's MNIST figures: 99.05%, 99.11%, 97.44%; CIFAR-10:
 # the shipped 2,000-image test subset, after training on the 10,000-image subset).
-TARGETS = {"lenet": 0.990, "vgg": 0.995, "vit": 0.985, "mish_cnn": 0.55, "deep_mish_cnn": 0.60}
+TARGETS = {"lenet": 0.990, "vgg": 0.995, "vit": 0.985, "mish_cnn": 0.55, "deep_mish_cnn": 0.72}
 
 
 def test_the_shipped_models_are_registered():
