@@ -21,25 +21,24 @@ from ui.resources import model_card
 from ui.single_thread import run_single_threaded
 from vision_core import DigitPrediction, DigitSteps, get_spec, to_image
 
-TEXT = "#31333f"  # Streamlit's body text: 12.6:1 on white
 BAR_HEIGHT = 72  # px for a probability of 1
 INPUT_SIZE, STAGE_SIZE = 196, 84  # px on screen
-# One stylesheet for both HTML blocks (st.html keeps a leading <style>; the class names are ours alone). The answer's
-# bar and the others are orange and blue, both over 4.5:1 on white.
+# One stylesheet for both HTML blocks (st.html keeps a leading <style>; the class names are ours alone). Text takes
+# the theme's colour; the answer's bar and the others are orange and blue, both over 4.5:1 on white.
 STYLE = f"""<style>
 .vx-answers {{ display: grid; gap: 1.5rem; }}
-.vx-answer {{ min-width: 0; color: {TEXT}; }}
+.vx-answer {{ min-width: 0; }}
 .vx-title {{ font-size: 0.875rem; overflow-wrap: anywhere; }}
 .vx-label {{ font-size: 2.25rem; line-height: 1.3; }}
-.vx-note {{ font-size: 0.875rem; color: {TEXT}; margin: 0.25rem 0; }}
+.vx-note {{ font-size: 0.875rem; margin: 0.25rem 0; }}
 .vx-bars {{ display: flex; align-items: flex-end; height: {BAR_HEIGHT + 22}px; border-bottom: 1px solid #8a8d96; }}
 .vx-bar {{ flex: 1; display: flex; flex-direction: column; align-items: center; justify-content: flex-end;
-          font-size: 0.8rem; line-height: 1.4; color: {TEXT}; }}
+          font-size: 0.8rem; line-height: 1.4; }}
 .vx-bar i {{ display: block; width: 70%; background: #3b6fd8; border-radius: 2px 2px 0 0; }}
 .vx-bar.vx-top i {{ background: #c2410c; }}
 .vx-figure {{ margin: 0; }}
 .vx-figure img {{ display: block; image-rendering: pixelated; }}
-.vx-figure figcaption {{ font-size: 0.875rem; color: {TEXT}; text-align: center; }}
+.vx-figure figcaption {{ font-size: 0.875rem; text-align: center; }}
 .vx-stages {{ display: flex; gap: 0.5rem; margin-top: 0.75rem; }}
 </style>"""
 
@@ -80,18 +79,18 @@ def _answer_html(name: str, prediction: DigitPrediction) -> str:
 
 def _tested(name: str) -> str:
     card = model_card(name)
-    return f" · MNIST test {card.metrics['accuracy']:.2%}" if card and card.metrics.get("accuracy") else ""
+    return f"MNIST test {card.metrics['accuracy']:.2%}" if card and card.metrics.get("accuracy") else ""
 
 
 def probability_bars(prediction: DigitPrediction, note: str = "") -> str:
-    """HTML: a caption (confidence, time in the model, ``note``) over 10 bars, digit 0 to 9, on a fixed 0-1 scale.
-    Needs ``STYLE`` in the same page."""
+    """HTML: two caption lines (confidence and time in the model; ``note``) over 10 bars, digit 0 to 9, on a fixed
+    0-1 scale. Two lines always, so that the bars of models side by side start at one height. Needs ``STYLE``."""
     bars = "".join(
         f'<div class="vx-bar{" vx-top" if digit == prediction.label else ""}" title="{digit}: {probability:.2%}">'
         f'<i style="height:{max(1.0, probability * BAR_HEIGHT):.1f}px"></i>{digit}</div>'  # >= 1 px: every slot shows
         for digit, probability in enumerate(prediction.probs)
     )
-    caption = f"confidence {prediction.confidence:.1%} · {prediction.seconds * 1000:.1f} ms{html.escape(note)}"
+    caption = f"confidence {prediction.confidence:.1%} · {prediction.seconds * 1000:.1f} ms<br>{html.escape(note) or '&nbsp;'}"
     return (
         f'<p class="vx-note">{caption}</p>'
         f'<div class="vx-bars" role="img" aria-label="probabilities of the digits 0 to 9">{bars}</div>'
