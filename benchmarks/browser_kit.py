@@ -159,13 +159,27 @@ def verdict(digit: int, models: int) -> str:
 
 
 async def timed_stroke(
-    page: Page, stroke: Sequence[tuple[float, float]], answer: str, timeout_ms: float, canvas: str = CANVAS
+    page: Page,
+    stroke: Sequence[tuple[float, float]],
+    answer: str,
+    timeout_ms: float,
+    canvas: str = CANVAS,
+    shift: float = 0.0,
 ) -> float:
     """Draw ``stroke`` and return the milliseconds from its mouse-up to ``answer`` showing, as the page measured."""
     await page.evaluate(ARM_STOPWATCH, answer)
-    await draw(page, stroke, canvas=canvas)
+    await draw(page, stroke, shift, canvas)
     try:
         return await asyncio.wait_for(page.evaluate("window.__answerMs"), timeout_ms / 1000)
     except TimeoutError as error:
-        shown = await page.get_by_test_id("stMetric").all_inner_texts()
+        shown = await shown_answers(page)
         raise AssertionError(f"no {answer!r} within {timeout_ms / 1000:.0f} s; the page shows {shown}") from error
+
+
+async def shown_answers(page: Page) -> dict[str, str]:
+    """model name -> the digit the Draw page shows for it (ui/digits.py's answers)."""
+    return await page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll(".vx-answer")]
+            .filter(e => !e.closest('[data-stale="true"]'))
+            .map(e => [e.dataset.model, e.querySelector(".vx-label").textContent]))"""
+    )
