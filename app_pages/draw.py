@@ -3,24 +3,17 @@
 A stroke reruns only the drawing fragment (the canvas, the model input and the answers), not the page.
 """
 
+from functools import partial
+
 import numpy as np
 import streamlit as st
 
 from ui import state
 from ui.canvas import CANVAS_SIZE, DrawingError, decode_drawing, digit_canvas
-from ui.digits import show_model_input, show_predictions
+from ui.digits import answer_for, show_predictions
 from ui.resources import cached_mnist, digit_models, saved_runs
 from ui.single_thread import run_single_threaded
-from vision_core import (
-    EmptyDrawingError,
-    ImageError,
-    get_spec,
-    load_image,
-    mnist_to_input,
-    predict_digits,
-    predict_prepared,
-    to_image,
-)
+from vision_core import ImageError, get_spec, load_image, mnist_to_input, predict_prepared, to_image
 from vision_core.images import DIGIT_MAX_SIDE
 from vision_core.registry import SHIPPED_DIGIT_MODELS
 
@@ -30,20 +23,19 @@ INFO_WIDTH = 420
 HINT = "Draw a digit on the black canvas (or upload a photo of one) to see what the models think."
 
 
-def show_answer(image, models, beside) -> None:
-    """Preprocess ``image`` once, ask every model, and show what they see in the container ``beside`` the source
-    and their answers below."""
-    report = None
-    if image is not None:
-        try:
-            report = run_single_threaded(predict_digits, image, models)
-        except EmptyDrawingError:
-            report = None
+def show_answer(read_image, models, beside) -> None:
+    """Read the image (``read_image()``: the decoded drawing or upload, or None), preprocess it once, ask every
+    model, and show what they see in the container ``beside`` the source and their answers below."""
+    try:  # one hop to the single-threaded worker for all the tensor work (ui/single_thread.py)
+        report, input_html = run_single_threaded(answer_for, read_image, models)
+    except DrawingError as error:
+        st.error(f"Cannot read the drawing: {error}")
+        report = None
     with beside:
         if report is None:
             st.info(HINT, icon=":material/draw:", width=INFO_WIDTH)
         else:
-            show_model_input(report.steps, report.preprocess_seconds)
+            st.html(input_html)
     if report is not None:
         state.LAST_DRAWING.set(report.steps.centered)  # the Augmentation lab's and Compare's "my drawing"
         show_predictions(report.predictions)
@@ -63,13 +55,7 @@ def drawing(models, stroke_width: int) -> None:
         value = state.DRAWING.get()  # no stroke since the canvas was mounted: the kept drawing, if any
     else:
         state.DRAWING.set(value)
-    image = None
-    if value:
-        try:
-            image = decode_drawing(value)
-        except DrawingError as error:
-            st.error(f"Cannot read the drawing: {error}")
-    show_answer(image, models, row)
+    show_answer(partial(decode_drawing, value) if value else lambda: None, models, row)
 
 
 @st.fragment
@@ -89,7 +75,7 @@ def upload(models) -> None:
                 st.error(f"Cannot use this file: {error}")
             else:
                 st.image(image, caption="Your upload", width=CANVAS_SIZE)
-    show_answer(image, models, row)
+    show_answer(lambda: image, models, row)
 
 
 @st.fragment

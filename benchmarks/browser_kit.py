@@ -34,6 +34,7 @@ CHROMIUM_ARGS = [  # as tests/test_browser.py
 ]
 STARTUP_S = 120
 CANVAS = "canvas.digit-canvas"  # ui/canvas.py's drawing surface, inside the component's shadow root
+ANSWER_LABELS = ".vx-answer .vx-label"  # each model's digit on the Draw page (ui/digits.py)
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 EMPTY_HINT = "Draw a digit on the black canvas"
 
@@ -47,10 +48,12 @@ STROKES = {1: ONE, 7: SEVEN, 0: ZERO}
 
 # Installed before a stroke: resolves with the milliseconds from the next pointerup anywhere in the page (the canvas
 # sits in a shadow root; pointer events are composed and reach the document) to the first animation frame that shows
-# a current (not stale) "All N models say d." Frames, not polling: the figure is the page's own time to show.
-ARM_STOPWATCH = """(text) => {
-    const shown = () => [...document.querySelectorAll('[data-testid="stAlertContentSuccess"]')]
-        .some(e => !e.closest('[data-stale="true"]') && e.textContent.includes(text));
+# a current (not stale) "All N models say d." and every model's answer d. Frames, not polling: the figure is the
+# page's own time to show.
+ARM_STOPWATCH = """([text, digit, models, labels]) => {
+    const current = selector => [...document.querySelectorAll(selector)].filter(e => !e.closest('[data-stale="true"]'));
+    const shown = () => current('[data-testid="stAlertContentSuccess"]').some(e => e.textContent.includes(text))
+        && current(labels).filter(e => e.textContent.trim() === digit).length === models;
     window.__answerMs = new Promise(resolve => {
         document.addEventListener('pointerup', () => {
             const released = performance.now();
@@ -161,13 +164,17 @@ def verdict(digit: int, models: int) -> str:
 async def timed_stroke(
     page: Page,
     stroke: Sequence[tuple[float, float]],
-    answer: str,
+    digit: int,
+    models: int,
     timeout_ms: float,
-    canvas: str = CANVAS,
     shift: float = 0.0,
+    canvas: str = CANVAS,
+    labels: str = ANSWER_LABELS,
 ) -> float:
-    """Draw ``stroke`` and return the milliseconds from its mouse-up to ``answer`` showing, as the page measured."""
-    await page.evaluate(ARM_STOPWATCH, answer)
+    """Draw ``stroke`` and return the milliseconds from its mouse-up to every one of ``models`` answering ``digit``
+    (and the page saying they agree), as the page measured."""
+    answer = verdict(digit, models)
+    await page.evaluate(ARM_STOPWATCH, [answer, str(digit), models, labels])
     await draw(page, stroke, shift, canvas)
     try:
         return await asyncio.wait_for(page.evaluate("window.__answerMs"), timeout_ms / 1000)

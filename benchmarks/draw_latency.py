@@ -27,6 +27,7 @@ from playwright.async_api import async_playwright, expect
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, without installing the package
 
 from benchmarks.browser_kit import (
+    ANSWER_LABELS,
     CANVAS,
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -35,7 +36,6 @@ from benchmarks.browser_kit import (
     percentile,
     running_app,
     timed_stroke,
-    verdict,
     wait_idle,
 )
 from vision_core.registry import SHIPPED_DIGIT_MODELS
@@ -43,15 +43,15 @@ from vision_core.registry import SHIPPED_DIGIT_MODELS
 TIMEOUT_MS = 60_000
 
 
-def server_ms(timings: Path, since: float) -> tuple[float, int]:
-    """(total milliseconds, number) of the script runs that ended after ``since`` (a time.time())."""
+def server_ms(timings: Path, since: float) -> tuple[float, float, int]:
+    """(wall milliseconds, CPU milliseconds, number) of the script runs that ended after ``since`` (a time.time())."""
     runs = [json.loads(line) for line in timings.read_text().splitlines()]
-    after = [run["ms"] for run in runs if run["end"] >= since]
-    return sum(after), len(after)
+    after = [run for run in runs if run["end"] >= since]
+    return sum(run["ms"] for run in after), sum(run["cpu_ms"] for run in after), len(after)
 
 
-async def measure(url: str, timings: Path, strokes: int, warmup: int, canvas: str) -> list[tuple[float, float, int]]:
-    """(mouse-up -> answer ms, server ms, script runs) per measured stroke."""
+async def measure(url: str, timings: Path, args: argparse.Namespace) -> list[tuple[float, float, float, int]]:
+    """(mouse-up -> answer ms, server wall ms, server CPU ms, script runs) per measured stroke."""
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = await browser.new_page(viewport={"width": 1400, "height": 1200})
@@ -60,7 +60,7 @@ async def measure(url: str, timings: Path, strokes: int, warmup: int, canvas: st
         await expect(page.get_by_text(EMPTY_HINT)).to_be_visible(timeout=TIMEOUT_MS)
         results = []
         digits = list(STROKES)
-        for number in range(warmup + strokes):
+        for number in range(args.warmup + args.strokes):
             await wait_idle(page, TIMEOUT_MS)
             if number:
                 await page.get_by_role("button", name="Clear").click()
@@ -69,10 +69,16 @@ async def measure(url: str, timings: Path, strokes: int, warmup: int, canvas: st
             digit = digits[number % len(digits)]
             since = time.time()
             answer_ms = await timed_stroke(
-                page, STROKES[digit], verdict(digit, len(SHIPPED_DIGIT_MODELS)), TIMEOUT_MS, canvas
+                page,
+                STROKES[digit],
+                digit,
+                len(SHIPPED_DIGIT_MODELS),
+                TIMEOUT_MS,
+                canvas=args.canvas,
+                labels=args.labels,
             )
             await wait_idle(page, TIMEOUT_MS)
-            if number >= warmup:
+            if number >= args.warmup:
                 results.append((answer_ms, *server_ms(timings, since)))
         await browser.close()
     return results
@@ -82,7 +88,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--strokes", type=int, default=30, help="strokes measured (after --warmup)")
     parser.add_argument("--warmup", type=int, default=3)
+    # For the page before ui/canvas.py: --canvas canvas.upper-canvas --labels '[data-testid="stMetricValue"]'
     parser.add_argument("--canvas", default=CANVAS, help="CSS selector of the drawing surface")
+    parser.add_argument("--labels", default=ANSWER_LABELS, help="CSS selector of each model's answer")
     parser.add_argument("--app-cpus", help="pin the app to these cores (e.g. 0); the browser gets the others")
     args = parser.parse_args()
     if CHROMIUM is None:
@@ -94,9 +102,9 @@ def main() -> None:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)) - {int(c) for c in args.app_cpus.split(",")})
     print(f"app log and run times: {folder}")
     with running_app(folder / "streamlit.log", timings=timings, cpus=args.app_cpus) as (_, url):
-        results = asyncio.run(measure(url, timings, args.strokes, args.warmup, args.canvas))
+        results = asyncio.run(measure(url, timings, args))
     answers = [r[0] for r in results]
-    servers = [r[1] for r in results]
+    servers, cpus = [r[1] for r in results], [r[2] for r in results]
     print(f"{len(results)} strokes, one user; load average {os.getloadavg()[0]:.2f} at the end")
     print(
         f"mouse-up -> all models' answer: p50 {percentile(answers, 50):.0f} ms, p90 {percentile(answers, 90):.0f} ms, "
@@ -104,7 +112,8 @@ def main() -> None:
     )
     print(
         f"server time per stroke: median {statistics.median(servers):.1f} ms, p90 {percentile(servers, 90):.1f} ms "
-        f"({statistics.mean(r[2] for r in results):.2f} script runs per stroke)"
+        f"({statistics.mean(r[3] for r in results):.2f} script runs per stroke); its CPU time: median "
+        f"{statistics.median(cpus):.1f} ms, p90 {percentile(cpus, 90):.1f} ms"
     )
 
 

@@ -64,7 +64,6 @@ from benchmarks.browser_kit import (
     running_app,
     shown_answers,
     timed_stroke,
-    verdict,
     wait_idle,
 )
 from vision_core import list_models
@@ -217,7 +216,7 @@ async def expect_digit(
 ) -> float:
     """Draw ``stroke`` and wait for every model to say ``digit``; returns the seconds from the mouse-up to the
     page saying so (measured in the page: the first animation frame that shows it)."""
-    milliseconds = await timed_stroke(page, stroke, verdict(digit, len(DIGIT_MODELS)), timeout_ms, shift=shift)
+    milliseconds = await timed_stroke(page, stroke, digit, len(DIGIT_MODELS), timeout_ms, shift=shift)
     await wait_idle(page, timeout_ms)
     shown = await shown_answers(page)
     if shown != dict.fromkeys(DIGIT_MODELS, str(digit)):

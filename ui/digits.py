@@ -11,15 +11,17 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Callable, Mapping
 
+import numpy as np
 import streamlit as st
 import torch
 from PIL import Image
+from torch import nn
 from torch.nn import functional as F
 
 from ui.resources import model_card
-from ui.single_thread import run_single_threaded
-from vision_core import DigitPrediction, DigitSteps, get_spec, to_image
+from vision_core import DigitPrediction, DigitReport, DigitSteps, EmptyDrawingError, get_spec, predict_digits, to_image
 
 BAR_HEIGHT = 72  # px for a probability of 1
 INPUT_SIZE, STAGE_SIZE = 196, 84  # px on screen
@@ -137,8 +139,17 @@ def model_input_html(steps: DigitSteps, preprocess_seconds: float) -> str:
     )
 
 
-def show_model_input(steps: DigitSteps, preprocess_seconds: float) -> None:
-    # tensor -> PNG is small torch work: on the single-threaded worker (ui/single_thread.py)
-    st.html(
-        run_single_threaded(model_input_html, steps, preprocess_seconds)
-    )  # tensor -> PNG: small torch work (ui/single_thread.py)
+def answer_for(
+    read_image: Callable[[], Image.Image | np.ndarray | None], models: Mapping[str, nn.Module]
+) -> tuple[DigitReport | None, str]:
+    """(every model's answer, the HTML of what they see) for the image ``read_image()`` returns; (None, "") for no
+    image or an empty one. No Streamlit call: the page runs it on the single-threaded worker (ui/single_thread.py),
+    decoding included."""
+    image = read_image()
+    if image is None:
+        return None, ""
+    try:
+        report = predict_digits(image, models)
+    except EmptyDrawingError:
+        return None, ""
+    return report, model_input_html(report.steps, report.preprocess_seconds)
