@@ -111,7 +111,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def gallery_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from _serve(Path("tests/chart_gallery.py"), tmp_path_factory.mktemp("gallery") / "streamlit.log")
+    yield from _serve(Path("tests/ui_gallery.py"), tmp_path_factory.mktemp("gallery") / "streamlit.log")
 
 
 @pytest.fixture(scope="module")
@@ -371,7 +371,7 @@ def _axis_labels(chart: Locator) -> dict[str, list[str]]:
 
 
 def test_charts_in_the_browser(page: Page, gallery_url: str) -> None:
-    """tests/chart_gallery.py: the training-curve overlay with 8 runs (Compare), and one-epoch and three-step
+    """tests/ui_gallery.py: the training-curve overlay with 8 runs (Compare), and one-epoch and three-step
     runs (Fine-tune), as Chromium lays them out."""
     page.goto(gallery_url)
     charts = page.get_by_test_id("stVegaLiteChart")

@@ -1,6 +1,7 @@
-"""Charts of ui/charts.py in the cases that went wrong in a browser, for tests/test_browser.py (served on its own).
+"""What went wrong only in a browser, for tests/test_browser.py (served on its own, with the server profile): the
+charts of ui/charts.py in the cases that broke.
 
-streamlit run tests/chart_gallery.py
+    streamlit run tests/ui_gallery.py
 """
 
 import sys
@@ -12,6 +13,8 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # streamlit puts only this folder on the path
 
 from ui.charts import epoch_chart, overlay_chart, step_loss_chart
+
+st.set_page_config(layout="wide")  # as app.py
 
 # Compare: eight runs' validation curves (the default selection collapsed the plot from 5 runs on).
 history = pd.DataFrame(
