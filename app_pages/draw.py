@@ -17,7 +17,7 @@ from vision_core import ImageError, get_spec, load_image, mnist_to_input, predic
 from vision_core.images import DIGIT_MAX_SIDE
 from vision_core.registry import SHIPPED_DIGIT_MODELS
 
-SOURCES = {"draw": "Draw on the canvas", "upload": "Upload a photo of a handwritten digit"}
+SOURCES = (state.DRAW, state.UPLOAD)
 CANVAS_KEY = "canvas"
 INFO_WIDTH = 420
 HINT = "Draw a digit on the black canvas (or upload a photo of one) to see what the models think."
@@ -117,10 +117,10 @@ if not models:
     st.stop()
 
 source = st.radio(
-    "Input", list(SOURCES), format_func=SOURCES.get, horizontal=True, label_visibility="collapsed",
+    "Input", SOURCES, horizontal=True, label_visibility="collapsed",
     **state.DRAW_SOURCE.widget(),
 )  # fmt: skip
-if source == "draw":
+if source == state.DRAW:
     # Outside the fragment: a new width reruns the page once; strokes rerun only the fragment.
     stroke_width = st.slider(
         "Stroke width", min_value=6, max_value=40, width=CANVAS_SIZE, **state.STROKE_WIDTH.widget()

@@ -34,7 +34,7 @@ CHROMIUM_ARGS = [  # as tests/test_browser.py
 ]
 STARTUP_S = 120
 CANVAS = "canvas.digit-canvas"  # ui/canvas.py's drawing surface, inside the component's shadow root
-ANSWER_LABELS = ".vx-answer .vx-label"  # each model's digit on the Draw page (ui/digits.py)
+ANSWER_LABELS = '[data-testid="stMetricValue"]'  # each model's digit on the Draw page (ui/digits.py)
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 EMPTY_HINT = "Draw a digit on the black canvas"
 
@@ -184,9 +184,10 @@ async def timed_stroke(
 
 
 async def shown_answers(page: Page) -> dict[str, str]:
-    """model name -> the digit the Draw page shows for it (ui/digits.py's answers)."""
+    """Model title -> the digit the Draw page shows for it (each model's st.metric)."""
     return await page.evaluate(
-        """() => Object.fromEntries([...document.querySelectorAll(".vx-answer")]
+        """() => Object.fromEntries([...document.querySelectorAll('[data-testid="stMetric"]')]
             .filter(e => !e.closest('[data-stale="true"]'))
-            .map(e => [e.dataset.model, e.querySelector(".vx-label").textContent]))"""
+            .map(e => [e.querySelector('[data-testid="stMetricLabel"]').innerText.trim(),
+                       e.querySelector('[data-testid="stMetricValue"]').innerText.trim()]))"""
     )

@@ -66,7 +66,7 @@ from benchmarks.browser_kit import (
     timed_stroke,
     wait_idle,
 )
-from vision_core import list_models
+from vision_core import get_spec, list_models
 
 ROOT = Path(__file__).resolve().parents[1]
 VIEWPORT = {"width": 1280, "height": 1000}
@@ -82,7 +82,7 @@ PHOTOS = {  # sample -> acceptable top-1 classes
 ONE = [(0.5, 0.15), (0.5, 0.85)]
 SEVEN_STEM = [(0.78, 0.18), (0.42, 0.86)]
 SEVEN_BAR = [(0.22, 0.18), (0.78, 0.18)]
-DIGIT_MODELS = list_models(task="digits")
+DIGIT_MODELS = [get_spec(name).title for name in list_models(task="digits")]
 
 TOP3_SHOWN = """() => {
     const bars = [...document.querySelectorAll('[data-testid="stProgress"]')].filter(e => !e.closest('[data-stale="true"]'));

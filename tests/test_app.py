@@ -7,7 +7,6 @@ own code.
 
 import base64
 import io
-import re
 import time
 
 import numpy as np
@@ -18,11 +17,11 @@ from synthetic_digits import DrawStyle, draw_digit
 
 import ui.canvas
 from ui.canvas import MAX_DRAWING_CHARS, DrawingError, decode_drawing
+from ui.state import DRAW, UPLOAD
 from vision_core import get_spec, list_models
 
 MODELS = list_models(task="digits")
 TITLES = [get_spec(name).title for name in MODELS]
-UPLOAD = "upload"
 # The bound the issue set for a hostile canvas value: refused within 0.1 s, whatever it declares.
 REFUSE_WITHIN_S = 0.1
 
@@ -43,9 +42,8 @@ def data_url(raw: bytes) -> str:
 
 
 def answers(app: AppTest) -> dict[str, str]:
-    """model name -> the digit the page shows for it (ui/digits.py's HTML answers)."""
-    bodies = " ".join(element.proto.body for element in app.get("html"))
-    return dict(re.findall(r'data-model="([^"]+)".*?class="vx-label">(\d)<', bodies))
+    """Model title -> the digit the page shows for it (each model's st.metric)."""
+    return {metric.label: metric.value for metric in app.metric}
 
 
 class FakeCanvas:
@@ -97,9 +95,9 @@ def test_a_canvas_drawing_goes_through_the_page(app, canvas):
     canvas.value = drawing_of(3, height=120, center=(180, 100), stroke_width=14)  # small, top right
     app.switch_page("app_pages/draw.py").run()
     assert not app.exception and not app.error
-    assert answers(app) == dict.fromkeys(MODELS, "3")
+    assert answers(app) == dict.fromkeys(TITLES, "3")
     assert any(f"All {len(MODELS)} models say **3**" in s.value for s in app.success)
-    page = " ".join(element.proto.body for element in app.get("html"))
+    page = " ".join(element.proto.body for element in app.get("html"))  # what the models see, and their bars
     assert "What every model sees: 28 × 28 pixels" in page
     assert all(stage in page for stage in ("1. strokes", "2. cropped", "3. fit 20 × 20", "4. centred"))
     assert page.count("confidence ") == len(MODELS) and " ms<br>MNIST test " in page
@@ -159,24 +157,24 @@ def test_settings_survive_switching_modes_and_pages(app, canvas):
     app.slider(key="stroke_width.widget").set_value(31).run()
     app.radio(key="draw_source.widget").set_value(UPLOAD).run()
     assert not app.slider  # the canvas and its slider are gone in upload mode
-    app.radio(key="draw_source.widget").set_value("draw").run()
+    app.radio(key="draw_source.widget").set_value(DRAW).run()
     assert app.slider(key="stroke_width.widget").value == 31 and canvas.calls[-1]["stroke_width"] == 31
     app.switch_page("app_pages/home.py").run()
     app.switch_page("app_pages/draw.py").run()
     assert app.slider(key="stroke_width.widget").value == 31
-    assert app.radio(key="draw_source.widget").value == "draw"
+    assert app.radio(key="draw_source.widget").value == DRAW
 
 
 def test_the_drawing_comes_back_after_a_mode_switch(app, canvas):
     seven = drawing_of(7)
     canvas.value = seven
     app.switch_page("app_pages/draw.py").run()
-    assert answers(app) == dict.fromkeys(MODELS, "7")
+    assert answers(app) == dict.fromkeys(TITLES, "7")
     app.radio(key="draw_source.widget").set_value(UPLOAD).run()
     canvas.value = None  # the browser mounts a fresh canvas, which has sent nothing yet
-    app.radio(key="draw_source.widget").set_value("draw").run()
+    app.radio(key="draw_source.widget").set_value(DRAW).run()
     assert canvas.calls[-1]["restore"] == seven  # painted back into the fresh canvas
-    assert answers(app) == dict.fromkeys(MODELS, "7")  # and still answered
+    assert answers(app) == dict.fromkeys(TITLES, "7")  # and still answered
 
 
 def test_draw_page_reads_a_photographed_digit(app):
@@ -187,7 +185,7 @@ def test_draw_page_reads_a_photographed_digit(app):
     paper = (230 - strokes.astype(np.float32) * 0.8).astype(np.uint8)
     app.file_uploader[0].set_value(("seven.png", png(paper), "image/png")).run()
     assert not app.exception and not app.error
-    assert answers(app) == dict.fromkeys(MODELS, "7")
+    assert answers(app) == dict.fromkeys(TITLES, "7")
     assert any(f"All {len(TITLES)} models say **7**" in s.value for s in app.success)
 
 
@@ -205,7 +203,7 @@ def test_random_mnist_digit_shows_every_model_and_stays(app):
     next(b for b in app.button if "Random MNIST" in b.label).click().run()
     assert not app.exception
     shown = answers(app)
-    assert list(shown) == MODELS and all(label in "0123456789" for label in shown.values())
+    assert list(shown) == TITLES and all(label in "0123456789" for label in shown.values())
     caption = next(image.captions for image in app.get("image") if image.captions)
     app.switch_page("app_pages/home.py").run()
     app.switch_page("app_pages/draw.py").run()

@@ -49,7 +49,7 @@ class Setting(Generic[T]):
     name: str
     default: T
     encode: Callable[[T], str] | None = None  # value -> URL text
-    decode: Callable[[str], T] | None = None  # URL text -> value; raise ValueError for text it cannot read
+    decode: Callable[[str], T] | None = None  # URL text -> value; ValueError or KeyError for text it cannot read
     in_url: bool = False
     widget_key: str = ""
 
@@ -69,7 +69,7 @@ class Setting(Generic[T]):
         if self.in_url and self.name in st.query_params:
             try:
                 value = self.decode(st.query_params[self.name])  # type: ignore[misc]
-            except ValueError:
+            except (ValueError, KeyError):
                 return self.default  # a hand-edited link with a bad value: the default, not an error page
             st.session_state[self.name] = value
             return value
@@ -114,7 +114,11 @@ def declared() -> dict[str, Setting[Any]]:
 
 # --- The declarations ---------------------------------------------------------------------------------------------
 # Draw page
-DRAW_SOURCE = Setting("draw_source", "draw", encode=str, decode=str)  # "draw" or "upload"
+DRAW, UPLOAD = "Draw on the canvas", "Upload a photo of a handwritten digit"  # the Draw page's two sources
+DRAW_SOURCE = Setting(
+    "draw_source", DRAW, encode=lambda source: "upload" if source == UPLOAD else "draw",
+    decode=lambda text: {"draw": DRAW, "upload": UPLOAD}[text],
+)  # fmt: skip
 STROKE_WIDTH = Setting("stroke_width", 22, encode=str, decode=int)
 DRAWING = Setting[str | None]("drawing", None)  # the canvas's PNG data URL, repainted when the canvas comes back
 MNIST_INDEX = Setting[int | None]("mnist_index", None, encode=str, decode=int)  # the test digit shown for comparison
