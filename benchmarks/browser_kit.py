@@ -22,16 +22,19 @@ from playwright.async_api import Page, expect
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium")) if p and Path(p).exists()), None)
-CHROMIUM_ARGS = [  # as tests/test_browser.py
+CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
     "--no-first-run",
+    # The network is closed: background services would only flood the log with refused connections.
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
 ]
+# A bound, not a wait: a training job or a parallel test run can starve the app for a while (and the first page load
+# reads every model's weights).
 STARTUP_S = 120
 CANVAS = "canvas.digit-canvas"  # ui/canvas.py's drawing surface, inside the component's shadow root
 ANSWER_LABELS = '[data-testid="stMetricValue"]'  # each model's digit on the Draw page (ui/digits.py)
@@ -79,11 +82,15 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+class AppDidNotStart(RuntimeError):
+    """``streamlit run`` exited, or did not answer /_stcore/health within ``STARTUP_S``; the message ends with its log."""
+
+
 def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + STARTUP_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            sys.exit(f"streamlit exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            raise AppDidNotStart(f"streamlit exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
                 if response.read().decode().strip() == "ok":
@@ -91,23 +98,30 @@ def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
         except OSError:
             pass  # not listening yet
         time.sleep(0.25)
-    sys.exit(f"streamlit did not answer {url}/_stcore/health within {STARTUP_S} s:\n{log.read_text()[-3000:]}")
+    raise AppDidNotStart(
+        f"streamlit did not answer {url}/_stcore/health within {STARTUP_S} s:\n{log.read_text()[-3000:]}"
+    )
 
 
 @contextlib.contextmanager
 def running_app(
-    log: Path, app_args: Sequence[str] = (), timings: Path | None = None, cpus: str | None = None
+    log: Path,
+    app_args: Sequence[str] = (),
+    timings: Path | None = None,
+    cpus: str | None = None,
+    script: str = "app.py",
 ) -> Iterator[tuple[subprocess.Popen, str]]:
-    """``streamlit run app.py`` on a free port of 127.0.0.1: (process, url), stopped at the end whatever happens.
+    """``streamlit run script`` on a free port with the server profile (.streamlit/config.toml: it listens on
+    localhost only): (process, url on 127.0.0.1), stopped at the end whatever happens; ``AppDidNotStart`` if it
+    does not come up.
 
     ``timings``: record every script run's server time there (benchmarks/timed_streamlit.py). ``cpus``: pin the app
     to these cores ("0", "0-1"; Linux ``sched_setaffinity``), so browsers pinned elsewhere do not compete with it.
     """
     port = free_port()
     launcher = [sys.executable, str(ROOT / "benchmarks" / "timed_streamlit.py"), str(timings)] if timings else None
-    command = [*(launcher or [sys.executable, "-m", "streamlit"]), "run", "app.py", "--server.headless", "true"]
-    command += ["--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
-    command += list(app_args)
+    command = [*(launcher or [sys.executable, "-m", "streamlit"]), "run", script, "--server.headless", "true"]
+    command += ["--server.port", str(port), "--browser.gatherUsageStats", "false", *app_args]
     pin = (lambda: os.sched_setaffinity(0, parse_cpus(cpus))) if cpus else None
     with log.open("w") as log_file:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=pin)

@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import itertools
 import re
-import shutil
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,26 +21,12 @@ import pytest
 from vision_core import get_spec, list_models
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+from benchmarks.browser_kit import CHROMIUM, CHROMIUM_ARGS, AppDidNotStart, running_app  # noqa: E402 (needs Playwright)
+
 Browser, Locator, Page, sync_playwright = sync_api.Browser, sync_api.Locator, sync_api.Page, sync_api.sync_playwright
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = next(
-    (path for path in ("/usr/bin/chromium", shutil.which("chromium")) if path and Path(path).exists()), None
-)
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    # The network is closed: background services would only flood the log with refused connections.
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# Bounds, not waits: on a quiet 2-core machine the module takes about 30 s, but a training job or a parallel test
-# run can starve the app and the browser for a while (the first page load also reads every model's weights).
-STARTUP_SECONDS = 90
+# A bound, not a wait: on a quiet 2-core machine the module takes about 60 s, but a training job or a parallel test
+# run can starve the app and the browser for a while.
 TIMEOUT_MS = 60_000
 expect = sync_api.Expect()  # this module's own expect(), so its timeout does not change anyone else's
 expect.set_options(timeout=TIMEOUT_MS)
@@ -62,56 +44,22 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"streamlit exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().decode().strip() == "ok":
-                    return
-        except OSError:
-            pass  # not listening yet
-        time.sleep(0.25)
-    pytest.fail(f"streamlit did not answer {url}/_stcore/health within {STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}")
-
-
-def _serve(script: Path, log: Path) -> Iterator[str]:
-    """``streamlit run script`` on a free port with the server profile (.streamlit/config.toml: localhost only),
-    stopped at the end whatever happens."""
-    port = _free_port()
-    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true"]
-    command += ["--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    with log.open("w") as log_file:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
+def _serve(script: str, log: Path) -> Iterator[str]:
     try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, process, log)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        with running_app(log, script=script) as (_, url):
+            yield url
+    except AppDidNotStart as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from _serve(Path("app.py"), tmp_path_factory.mktemp("streamlit") / "streamlit.log")
+    yield from _serve("app.py", tmp_path_factory.mktemp("streamlit") / "streamlit.log")
 
 
 @pytest.fixture(scope="module")
 def gallery_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from _serve(Path("tests/ui_gallery.py"), tmp_path_factory.mktemp("gallery") / "streamlit.log")
+    yield from _serve("tests/ui_gallery.py", tmp_path_factory.mktemp("gallery") / "streamlit.log")
 
 
 @pytest.fixture(scope="module")
