@@ -299,6 +299,7 @@ async def open_finetune(browser: Browser, url: str, epochs: int, timeout_ms: flo
 
 async def start_run(page: Page, training: Training, timeout_ms: float) -> Run:
     """Click Start run and wait until the new run shows its first step."""
+    await wait_idle(page, timeout_ms)  # a click while the page reruns (a run just ended) can be lost
     await page.get_by_role("button", name="Start run").click()
     bar = page.get_by_test_id("stProgress").filter(has_text=PROGRESS)
     await expect(bar).to_be_visible(timeout=timeout_ms)
@@ -321,7 +322,9 @@ async def keep_training(
     try:
         await _keep_training(page, training, students_done, min_accuracy, after_s, timeout_ms)
     except Exception as error:
-        training.problems.append(f"the lecturer's page: {type(error).__name__}: {str(error).splitlines()[0]}")
+        lines = str(error).splitlines() or [""]
+        waiting = next((line.strip() for line in lines if "waiting for" in line), "")  # which step, for Playwright's
+        training.problems.append(f"the lecturer's page: {type(error).__name__}: {lines[0]} {waiting}".strip())
 
 
 async def _keep_training(
