@@ -59,7 +59,10 @@ def show_predictions(predictions: dict[str, DigitPrediction]) -> None:
     for column, (name, prediction) in zip(st.columns(len(predictions)), predictions.items(), strict=True):
         spec = get_spec(name)
         column.metric(spec.title, prediction.label, help=spec.description)
-        column.html(STYLE + probability_bars(prediction, _tested(name)))
+    cells = "".join(f"<div>{probability_bars(p, _tested(name))}</div>" for name, p in predictions.items())
+    st.html(
+        f'{STYLE}<div style="display:grid;gap:1rem;grid-template-columns:repeat({len(predictions)},minmax(0,1fr))">{cells}</div>'
+    )
 
 
 def _tested(name: str) -> str:
