@@ -261,7 +261,8 @@ def test_the_drawing_and_settings_come_back_after_another_page(page: Page, app_u
     deadline = time.monotonic() + 10
     while page.locator(CANVAS).evaluate(INK) == 0 and time.monotonic() < deadline:
         page.wait_for_timeout(50)  # the kept drawing is painted once its image has loaded
-    assert abs(page.locator(CANVAS).evaluate(INK) - ink) <= 0.02 * ink
+    # Painted back from the 140 x 140 image the canvas sent: the same strokes, their edges a little softer.
+    assert abs(page.locator(CANVAS).evaluate(INK) - ink) <= 0.15 * ink
 
 
 def _contrast(page: Page, locator: Locator) -> float:
