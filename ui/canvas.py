@@ -5,15 +5,16 @@ Why our own instead of streamlit-drawable-canvas 0.13 (the latest release): its 
 is invisible until hovered but sits over the top right of the drawing area and takes the mouse-down there, so a
 stroke started in the top band was lost (a 0 begun at the top, the bar of a 7); nothing removes it but
 ``disabled=True``, and it lives in a shadow root that page CSS cannot reach. It also duplicated the page's Clear,
-re-created its fabric.js canvas (wiping the drawing) when the stroke width changed, and sent its image through an
-unbounded ``PIL.Image.open``. What the page needs is small: white strokes on black from mouse, touch or pen, a
-stroke width that changes later strokes only, a Clear, and the drawing sent on pointer-up.
+quick changes of the stroke width wiped its drawing while the old answer stayed, and the page decoded its image
+with an unbounded ``PIL.Image.open`` (an 8000 x 8000 value ran the models for 8.4 s and took 2 GB). What the page
+needs is small: white strokes on black from mouse, touch or pen, a stroke width that changes later strokes only, a
+Clear, and the drawing sent on pointer-up.
 
 The drawing travels as a PNG data URL of the canvas scaled to ``SEND_SIZE`` (140 x 140). Measured in Chromium for a
 7: at 280 x 280, 9,918 characters, 0.9 ms to encode in the browser and 1.5 ms to decode on the server; at 140 x 140,
 4,402 characters, 0.5 ms and 0.5 ms, and the same answers and confidences from all three models (the MNIST
 preparation shrinks the digit to 20 x 20 anyway). ``decode_drawing`` refuses more than ``MAX_DRAWING_CHARS``
-characters and any PNG whose header declares more than ``MAX_DRAWING_SIDE`` pixels a side, before anything is
+characters and any PNG whose header declares more pixels than ``MAX_DRAWING_SIDE`` squared, before anything is
 decoded (``vision_core.load_image`` checks the header).
 
 >>> drawing = digit_canvas(stroke_width=22, key="canvas")   # in a page: None until the first stroke, "" when cleared
@@ -173,8 +174,8 @@ def digit_canvas(stroke_width: int, key: str, restore: str | None = None) -> str
 def decode_drawing(value: str) -> Image.Image:
     """A canvas value (PNG data URL) -> an RGB image, within bounds checked before anything is decoded.
 
-    Raises ``DrawingError`` for a value that is too long, not a PNG data URL, or declares more than
-    ``MAX_DRAWING_SIDE`` pixels on a side (the PNG header says so before any pixel is decoded).
+    Raises ``DrawingError`` for a value that is too long, not a PNG data URL, or declares more pixels than
+    ``MAX_DRAWING_SIDE`` squared (the PNG header says so before any pixel is decoded).
     """
     if not isinstance(value, str) or not value.startswith(_PREFIX):
         raise DrawingError("the canvas sent something that is not a PNG drawing")
