@@ -22,8 +22,9 @@ bound widget is not drawn yet in this run (Streamlit refuses to change a widget'
 
 Scenes in the URL (issue 12) build on the same declarations: a setting with ``in_url=True`` (and an ``encode`` /
 ``decode`` pair) starts from ``st.query_params[name]`` when the session has no value yet, and writes its encoded
-value back to the URL whenever it changes, so a copied link reproduces the view. Streamlit keeps query
-parameters per page visit: a page that wants its scene in the link turns ``in_url`` on for its own settings.
+value back to the URL whenever it changes, so a copied link reproduces the view (tests/test_state.py). A page that
+wants its scene in the link turns ``in_url`` on for its own settings; a ``decode`` of text from a link must check
+what it reads (a range, a known name), since anyone can edit a link.
 """
 
 from __future__ import annotations
