@@ -231,7 +231,9 @@ def test_stroke_width_changes_keep_the_drawing_and_apply_to_new_strokes(page: Pa
     assert page.locator(CANVAS).evaluate(INK) == ink, "the drawing must survive width changes"
     _expect_all_say(page, 1)
 
-    # A horizontal stroke now is 40 px thick: count its white pixels down a column away from the "1".
+    # A horizontal stroke now is 40 px thick: count its white pixels down a column away from the "1". (The canvas
+    # takes the new width when its script has run again after the rerun, a moment after the page is idle.)
+    expect(page.locator(CANVAS)).to_have_attribute("data-stroke-width", "40")
     _draw(page, [(0.1, 0.5), (0.3, 0.5)])
     _wait_until_idle(page)
     thickness = page.locator(CANVAS).evaluate(

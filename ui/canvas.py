@@ -152,6 +152,7 @@ export default function ({{ data, setStateValue, parentElement }}) {{
   }}
   pad.send = setStateValue;
   pad.width = Number(data?.stroke_width) || 22;  // later strokes only: the pixels stay
+  root.querySelector(".digit-canvas").dataset.strokeWidth = pad.width;  // what the next stroke uses, for tests
   return () => pad.dispose();
 }}
 """
