@@ -121,22 +121,22 @@ function setUp(root) {{
     send();
   }};
   const clear = () => {{ blank(); pad.send?.("drawing", ""); }};  // "": cleared, unlike null: never drawn
-
-  canvas.addEventListener("pointerdown", down);
-  canvas.addEventListener("pointermove", move);
-  canvas.addEventListener("pointerup", up);
-  canvas.addEventListener("pointercancel", up);
-  root.querySelector(".clear").addEventListener("click", clear);
+  const listeners = [[canvas, "pointerdown", down], [canvas, "pointermove", move], [canvas, "pointerup", up],
+                     [canvas, "pointercancel", up], [root.querySelector(".clear"), "click", clear]];
+  // Streamlit calls the cleanup when it unmounts the element, but may mount it again on the same DOM (seen after a
+  // burst of whole-page reruns): listening is switched off and on, the pixels stay.
+  pad.listen = () => {{
+    if (!pad.listening) listeners.forEach(([target, type, handler]) => target.addEventListener(type, handler));
+    pad.listening = true;
+  }};
+  pad.dispose = () => {{
+    listeners.forEach(([target, type, handler]) => target.removeEventListener(type, handler));
+    pad.listening = false;
+  }};
   pad.restore = (url) => {{
     const image = new Image();
     image.onload = () => {{ pen.drawImage(image, 0, 0, SIZE, SIZE); pad.inked = true; }};
     image.src = url;
-  }};
-  pad.dispose = () => {{
-    canvas.removeEventListener("pointerdown", down);
-    canvas.removeEventListener("pointermove", move);
-    canvas.removeEventListener("pointerup", up);
-    canvas.removeEventListener("pointercancel", up);
   }};
   blank();
   return pad;
@@ -150,6 +150,7 @@ export default function ({{ data, setStateValue, parentElement }}) {{
     pad = root.__digitPad = setUp(root);
     if (data?.restore) pad.restore(data.restore);  // a drawing kept while the canvas was not on screen
   }}
+  pad.listen();
   pad.send = setStateValue;
   pad.width = Number(data?.stroke_width) || 22;  // later strokes only: the pixels stay
   root.querySelector(".digit-canvas").dataset.strokeWidth = pad.width;  // what the next stroke uses, for tests
