@@ -69,6 +69,10 @@ weights: $(STAMP)
 data: $(STAMP)
 	$(BIN)/python -m vision_core data $(DATASETS)
 
-# A class at once, in real browsers (not part of `make test`): see "Deploying for a class" in README.md.
+# A class at once, in real browsers (not part of `make test`; 5 to 10 minutes on a 2-core CPU): 20 headless Chromium
+# sessions draw digits and upload photos against one app process pinned to core 0, the browsers pinned to core 1 (as
+# `taskset --cpu-list`), while the lecturer's fine-tune run trains. Prints p50/p95 of stroke -> answer and upload ->
+# top-3, the server time per script run, every session's result; fails on any wrong answer.
+# Quick: `make loadtest ARGS="--sessions 3"`; without the training run: `make loadtest ARGS=--no-train`.
 loadtest: $(DEV_STAMP)
-	$(BIN)/python benchmarks/loadtest.py $(ARGS)
+	$(BIN)/python benchmarks/loadtest.py --sessions 20 --app-cpus 0 --browser-cpus 1 $(ARGS)

@@ -1,27 +1,98 @@
-"""Draw a digit: live predictions from every digit model, and what each model sees."""
+"""Draw a digit: live predictions from every digit model, and what each model sees.
+
+A stroke reruns only the drawing fragment (the canvas, the model input and the answers), not the page.
+"""
+
+from functools import partial
 
 import numpy as np
 import streamlit as st
 
-# The canvas component raises when imported outside a running app, so it is imported here, in the page.
-from streamlit_drawable_canvas import st_canvas
-
-from ui.digits import show_model_input, show_predictions
-from ui.resources import RUNS_ON_DRAW, SHIPPED_DIGIT_MODELS, cached_mnist, digit_models, saved_runs
-from vision_core import (
-    EmptyDrawingError,
-    ImageError,
-    get_spec,
-    load_image,
-    mnist_to_input,
-    predict_digits,
-    predict_prepared,
-    to_image,
-)
+from ui import state
+from ui.canvas import CANVAS_SIZE, DrawingError, decode_drawing, digit_canvas
+from ui.digits import answer_for, show_predictions
+from ui.resources import SHIPPED_DIGIT_MODELS, cached_mnist, digit_models, saved_runs
+from ui.single_thread import run_single_threaded
+from vision_core import ImageError, get_spec, load_image, mnist_to_input, predict_prepared, to_image
 from vision_core.images import DIGIT_MAX_SIDE
 
-CANVAS_SIZE = 280
-DRAW, UPLOAD = "Draw on the canvas", "Upload a photo of a handwritten digit"
+SOURCES = (state.DRAW, state.UPLOAD)
+CANVAS_KEY = "canvas"
+INFO_WIDTH = 420
+HINT = "Draw a digit on the black canvas (or upload a photo of one) to see what the models think."
+
+
+def show_answer(read_image, models, beside) -> None:
+    """Read the image (``read_image()``: the decoded drawing or upload, or None), preprocess it once, ask every
+    model, and show what they see in the container ``beside`` the source and their answers below."""
+    try:  # one hop to the single-threaded worker for all the tensor work (ui/single_thread.py)
+        report, input_html = run_single_threaded(answer_for, read_image, models)
+    except DrawingError as error:
+        st.error(f"Cannot read the drawing: {error}")
+        report = None
+    with beside:
+        if report is None:
+            st.info(HINT, icon=":material/draw:", width=INFO_WIDTH)
+        else:
+            st.html(input_html)
+    if report is not None:
+        state.LAST_DRAWING.set(report.steps.centered)  # the Augmentation lab's and Compare's "my drawing"
+        show_predictions(report.predictions)
+        # Room for "inside the network" (ui/inside.py): put it in an st.expander(..., on_change="rerun") and render
+        # only when its .open is True, so that a collapsed section costs a stroke nothing.
+
+
+@st.fragment
+def drawing(models, stroke_width: int) -> None:
+    """The canvas and its answer: all a stroke reruns (a handful of elements: see ui/digits.py)."""
+    row = st.container(horizontal=True, gap="large")
+    with row:
+        # A canvas mounted afresh (the page or the mode changed) gets the kept drawing back.
+        restore = None if CANVAS_KEY in st.session_state else state.DRAWING.get()
+        value = digit_canvas(stroke_width, key=CANVAS_KEY, restore=restore or None)
+    if value is None:
+        value = state.DRAWING.get()  # no stroke since the canvas was mounted: the kept drawing, if any
+    else:
+        state.DRAWING.set(value)
+    show_answer(partial(decode_drawing, value) if value else lambda: None, models, row)
+
+
+@st.fragment
+def upload(models) -> None:
+    row = st.container(horizontal=True, gap="large")
+    image = None
+    with row:
+        upload = st.file_uploader(
+            "A photo or scan of one handwritten digit",
+            type=["png", "jpg", "jpeg", "webp", "bmp", "gif"],
+            width=CANVAS_SIZE + 120,
+        )
+        if upload is not None:
+            try:
+                image = load_image(upload.getvalue(), max_side=DIGIT_MAX_SIDE, matte="contrast")
+            except ImageError as error:
+                st.error(f"Cannot use this file: {error}")
+            else:
+                st.image(image, caption="Your upload", width=CANVAS_SIZE)
+    show_answer(lambda: image, models, row)
+
+
+@st.fragment
+def mnist_comparison(models) -> None:
+    st.subheader("Compare with a real MNIST digit")
+    test = cached_mnist("test")
+    if st.button("Random MNIST test digit", icon=":material/casino:"):
+        state.MNIST_INDEX.set(int(np.random.default_rng().integers(len(test))))
+    index = state.MNIST_INDEX.get()
+    if index is not None:
+        digit_column, predictions_column = st.columns([1, 3])
+        model_input = mnist_to_input(test.images[index : index + 1])[0]  # MNIST digits need no preprocessing
+        digit_column.image(
+            to_image(model_input, size=168), caption=f"Test image #{index}, labelled {int(test.labels[index])}"
+        )
+        with predictions_column:
+            show_predictions(run_single_threaded(predict_prepared, model_input, models))
+
 
 st.title("Draw a digit")
 st.caption(
@@ -31,84 +102,31 @@ st.caption(
 
 runs = saved_runs()
 if runs:  # the shipped models always answer; saved runs (some are large) only when picked
-    if "draw_runs" not in st.session_state:
-        st.session_state["draw_runs"] = [name for name in st.session_state.get(RUNS_ON_DRAW, []) if name in runs]
-    st.multiselect(
-        "Saved runs to ask as well",
-        runs,
-        key="draw_runs",
-        format_func=lambda name: get_spec(name).title,
-        on_change=lambda: st.session_state.update({RUNS_ON_DRAW: st.session_state["draw_runs"]}),
+    if state.RUNS_ON_DRAW.widget_key not in st.session_state:  # only runs that still exist
+        st.session_state[state.RUNS_ON_DRAW.widget_key] = [name for name in state.RUNS_ON_DRAW.get() if name in runs]
+    chosen = st.multiselect(
+        "Saved runs to ask as well", runs, format_func=lambda name: get_spec(name).title, **state.RUNS_ON_DRAW.widget()
     )
-models, problems = digit_models([*SHIPPED_DIGIT_MODELS, *st.session_state.get("draw_runs", [])])
+else:
+    chosen = []
+models, problems = digit_models([*SHIPPED_DIGIT_MODELS, *chosen])
 for name, message in problems.items():
     st.error(f"Model {name!r} is unavailable: {message}")
 if not models:
     st.stop()
 
-st.session_state.setdefault("canvas_generation", 0)
-source = st.radio("Input", [DRAW, UPLOAD], horizontal=True, label_visibility="collapsed")
-left, right = st.columns([1, 1], gap="large")
-image = None
-with left:
-    if source == DRAW:
-        stroke_width = st.slider("Stroke width", min_value=6, max_value=40, value=22)
-        canvas = st_canvas(
-            stroke_width=stroke_width,
-            stroke_color="#FFFFFF",
-            background_color="#000000",
-            height=CANVAS_SIZE,
-            width=CANVAS_SIZE,
-            drawing_mode="freedraw",
-            return_image_data=True,
-            key=f"canvas-{st.session_state.canvas_generation}",
-        )
-        if st.button("Clear", icon=":material/ink_eraser:"):
-            st.session_state.canvas_generation += 1  # a new key mounts a fresh, empty canvas
-            st.rerun()
-        image = canvas.image_data
-    else:
-        upload = st.file_uploader(
-            "A photo or scan of one handwritten digit", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"]
-        )
-        if upload is not None:
-            try:
-                image = load_image(upload.getvalue(), max_side=DIGIT_MAX_SIDE, matte="contrast")
-            except ImageError as error:
-                st.error(f"Cannot use this file: {error}")
-            else:
-                st.image(image, caption="Your upload", width=CANVAS_SIZE)
-
-report = None
-if image is not None:
-    try:
-        report = predict_digits(image, models)
-        st.session_state["last_drawing"] = report.steps.centered  # the Augmentation lab's "my drawing" source
-    except EmptyDrawingError:
-        report = None
-with right:
-    if report is None:
-        st.info(
-            "Draw a digit on the black canvas (or upload a photo of one) to see what the models think.",
-            icon=":material/draw:",
-        )
-    else:
-        show_model_input(report.steps)
-        st.caption(f"Preprocessing took {report.preprocess_seconds * 1000:.1f} ms.")
-if report is not None:
-    show_predictions(report.predictions, key="drawn")
+source = st.radio(
+    "Input", SOURCES, horizontal=True, label_visibility="collapsed",
+    **state.DRAW_SOURCE.widget(),
+)  # fmt: skip
+if source == state.DRAW:
+    # Outside the fragment: a new width reruns the page once; strokes rerun only the fragment.
+    stroke_width = st.slider(
+        "Stroke width", min_value=6, max_value=40, width=CANVAS_SIZE, **state.STROKE_WIDTH.widget()
+    )
+    drawing(models, stroke_width)
+else:
+    upload(models)
 
 st.divider()
-st.subheader("Compare with a real MNIST digit")
-test = cached_mnist("test")
-if st.button("Random MNIST test digit", icon=":material/casino:"):
-    st.session_state.mnist_index = int(np.random.default_rng().integers(len(test)))
-if "mnist_index" in st.session_state:
-    index = st.session_state.mnist_index
-    digit_column, predictions_column = st.columns([1, 3])
-    model_input = mnist_to_input(test.images[index : index + 1])[0]  # MNIST digits need no preprocessing
-    digit_column.image(
-        to_image(model_input, size=168), caption=f"Test image #{index}, labelled {int(test.labels[index])}"
-    )
-    with predictions_column:
-        show_predictions(predict_prepared(model_input, models), key="mnist")
+mnist_comparison(models)

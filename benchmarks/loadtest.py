@@ -7,21 +7,27 @@ driven by Playwright with one browser context per user:
   this), then trains LeNet from the Fine-tune page (1 epoch of 18,000 images per run, ``--epochs``), keeping that
   page open (its live chart refreshes every second) and starting the next run whenever one finishes, so training
   never pauses; when the students are done it stops the run in progress (or, if none has finished yet, lets it end);
-- once the first run trains, **10 students** (``--sessions``) at once each draw a 1 on the Draw page, clear it, draw
-  a 7 in two strokes, then switch the Photo explorer to "Upload a photo" and upload a sample photo.
+- once the first run trains, **20 students** (``--sessions``) at once each draw a 1 on the Draw page, clear it, draw
+  a 7 in two strokes, then switch the Photo explorer to "Upload a photo" and upload a sample photo (EfficientNet-Lite0
+  where ResNet-50's weights are missing).
+
+``--no-train`` leaves the lecturer's run out (the Fine-tune page is the part of the test most likely to change).
+``--app-cpus 0 --browser-cpus 1`` pins the app to core 0 and Chromium to core 1 (``os.sched_setaffinity``, as
+``taskset --cpu-list``), so that 20 browsers do not take the CPU from the server they measure (``make loadtest``).
 
 Every student must get the right answers: every digit model says the digit drawn (the page's "All N models say d",
-and each model's metric), and the photo's top-1 is its class as tests/test_photo.py has it (coffee -> espresso,
+and each model's answer), and the photo's top-1 is its class as tests/test_photo.py has it (coffee -> espresso,
 chelsea -> a cat, rocket -> missile/projectile/space shuttle, motorcycle -> moped/motor scooter), with no exception on
 either page. Training must cover the students' whole time, and a run that finishes must reach ``--min-accuracy``.
 
-Figures: p50/p95 of the time from a stroke's mouse-up to the right prediction showing (3 strokes per student; polled
-in the page every 50 ms) and from choosing the file to the top-3 showing; every student's results; the runs and the
+Figures: p50/p95 of the time from a stroke's mouse-up to the right prediction showing (3 strokes per student; timed
+in the page, to the first animation frame that shows it) and from choosing the file to the top-3 showing (polled in
+the page every 50 ms); the server time of the script runs (benchmarks/timed_streamlit.py); every student's results; the runs and the
 training pace; the machine's load and who used the CPU (the app, Chromium, other processes); the app's peak RSS; how
 long the server took to answer /_stcore/health (a stall there holds up every session at once); error lines in the
 app's log. Exits 1 on any wrong answer, error or timeout (``--timeout`` per step), or when training did not overlap.
 
-    .venv/bin/python benchmarks/loadtest.py                  # 10 students
+    .venv/bin/python benchmarks/loadtest.py --app-cpus 0 --browser-cpus 1   # 20 students, as make loadtest
     .venv/bin/python benchmarks/loadtest.py --sessions 3     # a quick check
     .venv/bin/python benchmarks/loadtest.py --no-train       # what the training run costs the students
     .venv/bin/python benchmarks/loadtest.py --app-args="--runner.postScriptGC false"   # any `streamlit run` option
@@ -33,11 +39,10 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -50,21 +55,20 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, without installing the package
 
+from benchmarks.browser_kit import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    EMPTY_HINT,
+    parse_cpus,
+    percentile,
+    running_app,
+    shown_answers,
+    timed_stroke,
+    wait_idle,
+)
 from vision_core import get_spec, list_models
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium")) if p and Path(p).exists()), None)
-CHROMIUM_ARGS = [  # as tests/test_browser.py
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-STARTUP_S = 120
 VIEWPORT = {"width": 1280, "height": 1000}
 SAMPLES = ROOT / "data" / "samples"
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}  # as tests/test_photo.py
@@ -78,17 +82,12 @@ PHOTOS = {  # sample -> acceptable top-1 classes
 ONE = [(0.5, 0.15), (0.5, 0.85)]
 SEVEN_STEM = [(0.78, 0.18), (0.42, 0.86)]
 SEVEN_BAR = [(0.22, 0.18), (0.78, 0.18)]
-EMPTY_HINT = "Draw a digit on the black canvas"
 DIGIT_MODELS = [get_spec(name).title for name in list_models(task="digits")]
 
-# Polled in the page every 50 ms, so a latency is the page's own time to show, give or take 50 ms.
-SUCCESS_SHOWN = """(text) => [...document.querySelectorAll('[data-testid="stAlertContentSuccess"]')]
-    .some(e => !e.closest('[data-stale="true"]') && e.textContent.includes(text))"""
 TOP3_SHOWN = """() => {
     const bars = [...document.querySelectorAll('[data-testid="stProgress"]')].filter(e => !e.closest('[data-stale="true"]'));
     return bars.length >= 3 ? bars.map(e => e.innerText.trim()) : null;
 }"""
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PROGRESS = re.compile(r"Step ([\d,]+) of ([\d,]+)")
 
@@ -125,36 +124,6 @@ class Training:
     runs: list[Run] = field(default_factory=list)
     samples: list[tuple[float, int]] = field(default_factory=list)  # (time, steps done over all runs)
     problems: list[str] = field(default_factory=list)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"streamlit exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().decode().strip() == "ok":
-                    return
-        except OSError:
-            pass  # not listening yet
-        time.sleep(0.25)
-    sys.exit(f"streamlit did not answer {url}/_stcore/health within {STARTUP_S} s:\n{log.read_text()[-3000:]}")
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolated percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def _stat(pid: int) -> tuple[int, float]:
@@ -242,42 +211,17 @@ class HealthProbe(threading.Thread):
                 self.seconds.append(time.perf_counter() - start)
 
 
-async def wait_idle(page: Page, timeout_ms: float) -> None:
-    """The script run is over and nothing is left over from an earlier run (Streamlit marks those stale)."""
-    await expect(page.locator(IDLE)).to_have_count(1, timeout=timeout_ms)
-    await expect(page.locator('[data-stale="true"]')).to_have_count(0, timeout=timeout_ms)
-
-
-async def draw(page: Page, stroke: list[tuple[float, float]], shift: float) -> float:
-    """Draw one stroke (points in the unit square, moved right by ``shift``); returns the time of the mouse-up."""
-    canvas = page.locator("canvas.upper-canvas")  # fabric's event layer, inside the component's shadow root
-    await canvas.scroll_into_view_if_needed()
-    box = await canvas.bounding_box()
-    assert box is not None and round(box["width"]) == 280, box
-    points = [(box["x"] + (x + shift) * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
-    await page.mouse.move(*points[0])
-    await page.mouse.down()
-    for point in points[1:]:
-        await page.mouse.move(*point, steps=25)  # many small moves, as a hand makes
-    released = time.perf_counter()
-    await page.mouse.up()
-    return released
-
-
-async def expect_digit(page: Page, digit: int, released: float, timeout_ms: float) -> float:
-    """Wait for every model to say ``digit``; returns seconds from ``released`` to the page saying so."""
-    verdict = f"All {len(DIGIT_MODELS)} models say {digit}." if len(DIGIT_MODELS) > 1 else f"The model says {digit}."
-    try:
-        await page.wait_for_function(SUCCESS_SHOWN, arg=verdict, polling=50, timeout=timeout_ms)
-    except Exception as error:
-        shown = await page.get_by_test_id("stMetric").all_inner_texts()
-        raise AssertionError(f"no {verdict!r} within {timeout_ms / 1000:.0f} s; the page shows {shown}") from error
-    seconds = time.perf_counter() - released
+async def expect_digit(
+    page: Page, stroke: list[tuple[float, float]], digit: int, shift: float, timeout_ms: float
+) -> float:
+    """Draw ``stroke`` and wait for every model to say ``digit``; returns the seconds from the mouse-up to the
+    page saying so (measured in the page: the first animation frame that shows it)."""
+    milliseconds = await timed_stroke(page, stroke, digit, len(DIGIT_MODELS), timeout_ms, shift=shift)
     await wait_idle(page, timeout_ms)
-    for title in DIGIT_MODELS:
-        value = page.get_by_test_id("stMetric").filter(has_text=title).get_by_test_id("stMetricValue")
-        await expect(value, f"{title} should say {digit}").to_have_text(str(digit), timeout=timeout_ms)
-    return seconds
+    shown = await shown_answers(page)
+    if shown != dict.fromkeys(DIGIT_MODELS, str(digit)):
+        raise AssertionError(f"every model should say {digit}; the page shows {shown}")
+    return milliseconds / 1000
 
 
 async def no_exception(page: Page, where: str) -> None:
@@ -296,12 +240,12 @@ async def student(browser: Browser, url: str, me: Student, timeout_ms: float) ->
         await page.goto(f"{url}/draw")
         await expect(page.get_by_text(EMPTY_HINT)).to_be_visible(timeout=timeout_ms)
         await expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
-        me.stroke_s.append(await expect_digit(page, 1, await draw(page, ONE, shift), timeout_ms))
+        me.stroke_s.append(await expect_digit(page, ONE, 1, shift, timeout_ms))
         await page.get_by_role("button", name="Clear").click()
         await expect(page.get_by_text(EMPTY_HINT)).to_be_visible(timeout=timeout_ms)
         await wait_idle(page, timeout_ms)
-        me.stroke_s.append(await expect_digit(page, 1, await draw(page, SEVEN_STEM, shift), timeout_ms))
-        me.stroke_s.append(await expect_digit(page, 7, await draw(page, SEVEN_BAR, shift), timeout_ms))
+        me.stroke_s.append(await expect_digit(page, SEVEN_STEM, 1, shift, timeout_ms))
+        me.stroke_s.append(await expect_digit(page, SEVEN_BAR, 7, shift, timeout_ms))
         await no_exception(page, "Draw page")
 
         await page.goto(f"{url}/photo")
@@ -355,6 +299,7 @@ async def open_finetune(browser: Browser, url: str, epochs: int, timeout_ms: flo
 
 async def start_run(page: Page, training: Training, timeout_ms: float) -> Run:
     """Click Start run and wait until the new run shows its first step."""
+    await wait_idle(page, timeout_ms)  # a click while the page reruns (a run just ended) can be lost
     await page.get_by_role("button", name="Start run").click()
     bar = page.get_by_test_id("stProgress").filter(has_text=PROGRESS)
     await expect(bar).to_be_visible(timeout=timeout_ms)
@@ -377,7 +322,9 @@ async def keep_training(
     try:
         await _keep_training(page, training, students_done, min_accuracy, after_s, timeout_ms)
     except Exception as error:
-        training.problems.append(f"the lecturer's page: {type(error).__name__}: {str(error).splitlines()[0]}")
+        lines = str(error).splitlines() or [""]
+        waiting = next((line.strip() for line in lines if "waiting for" in line), "")  # which step, for Playwright's
+        training.problems.append(f"the lecturer's page: {type(error).__name__}: {lines[0]} {waiting}".strip())
 
 
 async def _keep_training(
@@ -498,29 +445,61 @@ def report(
     return not problems
 
 
+def server_runs(timings: Path) -> str:
+    """The server time of the script runs during the test (benchmarks/timed_streamlit.py), fragment runs apart."""
+    runs = [json.loads(line) for line in timings.read_text().splitlines()]
+    lines = []
+    for name, chosen in (("fragment runs (strokes)", [r["ms"] for r in runs if r["fragment"]]),
+                         ("whole-page runs", [r["ms"] for r in runs if not r["fragment"]])):  # fmt: skip
+        if chosen:
+            lines.append(f"server time, {name}: n={len(chosen)}, p50 {percentile(chosen, 50):.0f} ms, "
+                         f"p95 {percentile(chosen, 95):.0f} ms")  # fmt: skip
+    return "\n".join(lines)
+
+
+async def run_class(
+    browser: Browser, url: str, args: argparse.Namespace, students: list[Student], training: Training
+) -> None:
+    """The lecturer's warm-up and training run (unless turned off) and every student at once."""
+    timeout_ms = args.timeout * 1000
+    if not args.cold:
+        t = time.perf_counter()
+        await warm_up(browser, url, timeout_ms)
+        print(f"warm-up (Draw and Photo pages, models loaded): {time.perf_counter() - t:.1f} s")
+    students_done = asyncio.Event()
+    trainer = None
+    if args.train:
+        lecturer = await open_finetune(browser, url, args.epochs, timeout_ms)
+        trainer = asyncio.create_task(
+            keep_training(lecturer, training, students_done, args.min_accuracy, args.train_timeout, timeout_ms)
+        )
+        while not training.samples and not trainer.done():
+            await asyncio.sleep(0.5)
+        print(f"fine-tune {training.runs[0].number} started" if training.runs else "no fine-tune run")
+    await asyncio.gather(*(student(browser, url, me, timeout_ms) for me in students))
+    students_done.set()
+    if trainer is not None:
+        print("students done; stopping the fine-tune run (or letting the first one finish)")
+        await trainer
+
+
 async def main(args: argparse.Namespace) -> int:
     if CHROMIUM is None:
         sys.exit("no Chromium at /usr/bin/chromium or on PATH (apt install chromium)")
     begin = time.perf_counter()
     baseline_load = os.getloadavg()[0]  # other work on this machine
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = Path(tempfile.mkdtemp(prefix="loadtest-")) / "streamlit.log"
-    command = [str(ROOT / ".venv" / "bin" / "streamlit"), "run", "app.py", "--server.headless", "true"]
-    command += ["--server.port", str(port), "--browser.gatherUsageStats", "false", *args.app_args.split()]
-    if not Path(command[0]).exists():
-        command[0:1] = [sys.executable, "-m", "streamlit"]
-    with log.open("w") as log_file:
-        app = subprocess.Popen(command, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
-    timeout_ms = args.timeout * 1000
+    folder = Path(tempfile.mkdtemp(prefix="loadtest-"))
+    log, timings = folder / "streamlit.log", folder / "runs.jsonl"
+    timings.touch()
+    if args.browser_cpus:  # this process, and the Chromium it starts, on these cores
+        os.sched_setaffinity(0, parse_cpus(args.browser_cpus))
     photos = list(PHOTOS)
     students = [Student(index=i + 1, photo=photos[i % len(photos)]) for i in range(args.sessions)]
     training = Training()
-    try:
-        wait_healthy(url, app, log)
-        print(
-            f"app on {url} (pid {app.pid}{', ' + args.app_args if args.app_args else ''}), log {log}; {args.sessions} students, {len(DIGIT_MODELS)} digit models"
-        )
+    with running_app(log, args.app_args.split(), timings=timings, cpus=args.app_cpus) as (app, url):
+        pinned = f"app on cores {args.app_cpus or 'any'}, browsers on cores {args.browser_cpus or 'any'}"
+        print(f"app on {url} (pid {app.pid}{', ' + args.app_args if args.app_args else ''}), log {log}; {pinned}; "
+              f"{args.sessions} students, {len(DIGIT_MODELS)} digit models")  # fmt: skip
         monitor = Monitor(app.pid)
         probe = HealthProbe(url)
         probe.start()
@@ -528,45 +507,23 @@ async def main(args: argparse.Namespace) -> int:
         watcher = asyncio.create_task(monitor.watch(stop_monitor))
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            if not args.cold:
-                t = time.perf_counter()
-                await warm_up(browser, url, timeout_ms)
-                print(f"warm-up (Draw and Photo pages, models loaded): {time.perf_counter() - t:.1f} s")
-            students_done = asyncio.Event()
-            trainer = None
-            if args.train:
-                lecturer = await open_finetune(browser, url, args.epochs, timeout_ms)
-                trainer = asyncio.create_task(
-                    keep_training(lecturer, training, students_done, args.min_accuracy, args.train_timeout, timeout_ms)
-                )
-                while not training.samples and not trainer.done():
-                    await asyncio.sleep(0.5)
-                print(f"fine-tune {training.runs[0].number} started" if training.runs else "no fine-tune run")
-            await asyncio.gather(*(student(browser, url, me, timeout_ms) for me in students))
-            students_done.set()
-            if trainer is not None:
-                print("students done; stopping the fine-tune run (or letting the first one finish)")
-                await trainer
+            await run_class(browser, url, args, students, training)
             await browser.close()
         stop_monitor.set()
         probe.stop.set()
         await watcher
-        passed = report(students, training, monitor, probe, baseline_load, time.perf_counter() - begin, log, args.train)
-        if passed:
-            shutil.rmtree(log.parent)  # kept when something failed
-        return 0 if passed else 1
-    finally:
-        app.terminate()
-        try:
-            app.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            app.kill()
-            app.wait()
+    print(server_runs(timings))
+    passed = report(students, training, monitor, probe, baseline_load, time.perf_counter() - begin, log, args.train)
+    if passed:
+        shutil.rmtree(folder)  # kept when something failed
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sessions", type=int, default=10, help="students at once (default 10)")
+    parser.add_argument("--sessions", type=int, default=20, help="students at once (default 20)")
+    parser.add_argument("--app-cpus", help='pin the app to these cores, e.g. "0" (as taskset --cpu-list)')
+    parser.add_argument("--browser-cpus", help='pin Chromium (and this script) to these cores, e.g. "1"')
     parser.add_argument("--epochs", type=int, default=1, help="epochs of each LeNet run (18,000 images each)")
     parser.add_argument("--min-accuracy", type=float, default=90, help="a finished run's test accuracy at least (%%)")
     parser.add_argument("--timeout", type=float, default=180, help="seconds any one step may take (default 180)")
@@ -578,6 +535,9 @@ if __name__ == "__main__":
         "--app-args", default="", help='more `streamlit run` options, e.g. "--runner.postScriptGC false"'
     )
     parser.add_argument(
-        "--no-train", dest="train", action="store_false", help="no fine-tune run (to see what training costs)"
+        "--no-train",
+        dest="train",
+        action="store_false",
+        help="no lecturer's fine-tune run (to see what training costs, or while the Fine-tune page changes)",
     )
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -2,7 +2,9 @@
 
     python benchmarks/predict_digit.py [--repeats 300]
 
-Prints medians (and p90) in milliseconds. Target: preprocessing + all three models <= 5 ms on a 2-core CPU.
+Prints medians (and p90) in milliseconds. Target: preprocessing + all three models <= 5 ms on a 2-core CPU. The last
+row is what the Draw page runs: the same on one torch thread, on the page's worker (ui/single_thread.py); on a quiet
+machine the two are alike, on a busy one the first is the one that stalls (benchmarks/draw_latency.py shows it).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ui.single_thread import run_single_threaded
 from vision_core import describe_device, list_models, load_model, predict_digit, predict_digits, preprocess_digit
 from vision_core.predict import classify_digit_input
 
@@ -63,6 +66,8 @@ def main() -> None:
     ]
     rows += [(f"predict_digit with {name}", lambda m=m: predict_digit(drawing, m)) for name, m in models.items()]
     rows += [(f"predict_digits: preprocess once + {len(models)} models", lambda: predict_digits(drawing, models))]
+    # What the Draw page runs: the same on its one-thread worker (ui/single_thread.py), hand-over included.
+    rows += [("the same on the one-thread worker", lambda: run_single_threaded(predict_digits, drawing, models))]
     for label, function in rows:
         median, p90 = timings_ms(function, args.repeats)
         print(f"{label:44s} {median:10.2f} {p90:8.2f}")

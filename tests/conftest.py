@@ -9,6 +9,7 @@ import pytest
 os.environ["VISION_EXPLORER_RUNS_DIR"] = tempfile.mkdtemp(prefix="vision-explorer-test-runs-")
 
 ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ["browser_fixtures"]  # browser and page, for the browser tests
 
 
 @pytest.fixture(scope="session")

@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_kit import CHROMIUM, browser, expect, page, streamlit_app  # noqa: F401 (pytest fixtures)
+from browser_fixtures import expect, needs_chromium, serve
 from PIL import Image, ImageDraw
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium at /usr/bin/chromium or on PATH")
+pytestmark = needs_chromium
 RUN_S = 240_000  # ms: a run's process starts, loads its data and trains on a shared 2-core machine
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    yield from streamlit_app(tmp_path_factory, env={"VISION_EXPLORER_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))})
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    runs = {"VISION_EXPLORER_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))}  # nothing saved here stays
+    yield from serve("app.py", tmp_path_factory.mktemp("streamlit") / "streamlit.log", env=runs)
 
 
 def set_number(page, label: str, value: int) -> None:

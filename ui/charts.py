@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import altair as alt
+import numpy as np
 import pandas as pd
-
-from vision_core.predict import DigitPrediction
-
-
-def digit_probability_chart(prediction: DigitPrediction, height: int = 150) -> alt.Chart:
-    """Bars of the 10 class probabilities on a fixed 0-1 scale, so charts side by side compare directly."""
-    table = pd.DataFrame({"digit": [str(d) for d in range(10)], "probability": prediction.probs})
-    table["top"] = table["digit"] == str(prediction.label)
-    return (
-        alt.Chart(table)
-        .mark_bar()
-        .encode(
-            x=alt.X("digit:N", sort=None, axis=alt.Axis(labelAngle=0, title=None)),
-            y=alt.Y(
-                "probability:Q",
-                scale=alt.Scale(domain=[0, 1]),
-                axis=alt.Axis(format="%", title=None, values=[0, 0.25, 0.5, 0.75, 1]),
-            ),
-            color=alt.condition("datum.top", alt.value("#e4572e"), alt.value("#5b8def")),
-            tooltip=["digit", alt.Tooltip("probability:Q", format=".2%")],
-        )
-        .properties(height=height)
-    )
 
 
 def robustness_chart(table: pd.DataFrame, label: int, axis_title: str, height: int = 320) -> alt.LayerChart:
@@ -57,14 +37,37 @@ def robustness_chart(table: pd.DataFrame, label: int, axis_title: str, height: i
 # --- Fine-tune and Compare ---------------------------------------------------------------------------------------
 
 SPLIT_COLORS = alt.Scale(domain=["train", "val"], range=["#5b8def", "#e4572e"])
+# Axes of counts (epochs, steps) show whole numbers only; value axes a fixed number of digits. Vega derives the
+# precision from the tick step otherwise, and an axis over a single value (one epoch, one run) has a step of 0:
+# labels like "90.000000%", or steps "1.1, 1.2, ...".
+COUNT_AXIS = {"format": "d", "tickMinStep": 1}
+PERCENT_FORMAT, LOSS_FORMAT = ".1%", ".3~g"
+# The smoothed loss forgets with a time constant in training steps, so its shape at a step never changes as the run
+# goes on (a span of a tenth of the points did: the curve reshaped itself while the lecturer talked over it).
+SMOOTHING_STEPS = 50
+
+
+def smooth_by_steps(steps: pd.Series, values: pd.Series, time_constant: float = SMOOTHING_STEPS) -> np.ndarray:
+    """Exponential moving average over (possibly unevenly) logged steps: each point's weight decays by e every
+    ``time_constant`` steps; normalised by the weights so far, so the first points are not pulled towards 0."""
+    smoothed = np.empty(len(values))
+    total = weight = 0.0
+    previous = None
+    for index, (step, value) in enumerate(zip(steps.to_numpy(float), values.to_numpy(float), strict=True)):
+        decay = 0.0 if previous is None else math.exp(-(step - previous) / time_constant)
+        total, weight, previous = total * decay + value, weight * decay + 1.0, step
+        smoothed[index] = total / weight
+    return smoothed
 
 
 def step_loss_chart(events: pd.DataFrame, height: int = 240) -> alt.LayerChart:
     """Training loss at each logged step (faint) and its exponential moving average (bold)."""
     steps = events.loc[events["kind"] == "step", ["step", "loss"]].copy()
-    steps["smoothed"] = steps["loss"].ewm(span=max(2, len(steps) // 10), adjust=True).mean()
-    base = alt.Chart(steps).encode(x=alt.X("step:Q", title="step"))
-    raw = base.mark_line(color="#b9c9ef", strokeWidth=1).encode(y=alt.Y("loss:Q", title="training loss"))
+    steps["smoothed"] = smooth_by_steps(steps["step"], steps["loss"])
+    base = alt.Chart(steps).encode(x=alt.X("step:Q", title="step", axis=alt.Axis(**COUNT_AXIS)))
+    raw = base.mark_line(color="#b9c9ef", strokeWidth=1).encode(
+        y=alt.Y("loss:Q", title="training loss", axis=alt.Axis(format=LOSS_FORMAT))
+    )
     smooth = base.mark_line(color="#1f4fb5", strokeWidth=2.5).encode(
         y="smoothed:Q", tooltip=["step:Q", alt.Tooltip("loss:Q", format=".4f"), alt.Tooltip("smoothed:Q", format=".4f")]
     )
@@ -79,9 +82,11 @@ def epoch_chart(events: pd.DataFrame, metric: str = "accuracy", height: int = 24
         alt.Chart(epochs)
         .mark_line(point=True)
         .encode(
-            x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1, format="d")),
+            x=alt.X("epoch:Q", axis=alt.Axis(**COUNT_AXIS)),
             y=alt.Y(
-                f"{metric}:Q", scale=alt.Scale(zero=False), axis=alt.Axis(format="%" if percent else "", title=metric)
+                f"{metric}:Q",
+                scale=alt.Scale(zero=False),
+                axis=alt.Axis(format=PERCENT_FORMAT if percent else LOSS_FORMAT, title=metric),
             ),
             color=alt.Color("split:N", scale=SPLIT_COLORS, title=None),
             tooltip=["epoch:Q", "split:N", alt.Tooltip(f"{metric}:Q", format=".2%" if percent else ".4f")],
@@ -111,17 +116,26 @@ def confusion_chart(confusion: list[list[int]], height: int = 360) -> alt.LayerC
 
 
 def overlay_chart(history: pd.DataFrame, height: int = 300) -> alt.Chart:
-    """Validation accuracy per epoch, one line per run."""
+    """Validation accuracy per epoch, one line per run, every run named in the legend below.
+
+    ``height`` is the plot's, whatever the number of runs: the chart fits the width only and grows downwards by
+    the legend's rows. (Fitted into a fixed height, with one legend row per run, 8 runs squeezed the plot to a
+    flat line without a y axis and cut the legend after 5 runs.)
+    """
     return (
         alt.Chart(history)
         .mark_line(point=True)
         .encode(
-            x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1, format="d")),
-            y=alt.Y("accuracy:Q", scale=alt.Scale(zero=False), axis=alt.Axis(format="%", title="validation accuracy")),
-            color=alt.Color("run:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=600)),
+            x=alt.X("epoch:Q", axis=alt.Axis(**COUNT_AXIS)),
+            y=alt.Y(
+                "accuracy:Q",
+                scale=alt.Scale(zero=False),
+                axis=alt.Axis(format=PERCENT_FORMAT, title="validation accuracy"),
+            ),
+            color=alt.Color("run:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=600, symbolLimit=0)),
             tooltip=["run:N", "epoch:Q", alt.Tooltip("accuracy:Q", format=".2%"), alt.Tooltip("loss:Q", format=".4f")],
         )
-        .properties(height=height)
+        .properties(height=height, autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
     )
 
 

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ui import state
 from vision_core import WeightsMissingError, get_dataset, get_spec, list_models, load_mnist, load_model
 from vision_core.checkpoints import CheckpointError, ModelCard, read_card
 from vision_core.data import MNISTSplit, Split
@@ -183,13 +184,9 @@ def saved_runs_at_start() -> list[str]:
     return register_saved_runs()
 
 
-RUNS_ON_DRAW = "runs_on_draw"  # session state: the saved runs this student wants beside the shipped models
-
-
 def show_on_draw_page(name: str) -> None:
     """Pick a run that was just saved or imported in this session for the Draw page."""
-    st.session_state[RUNS_ON_DRAW] = [*st.session_state.get(RUNS_ON_DRAW, []), name]
-    st.session_state.pop("draw_runs", None)  # the Draw page's picker starts again from RUNS_ON_DRAW
+    state.RUNS_ON_DRAW.set([*state.RUNS_ON_DRAW.get(), name])
 
 
 def saved_runs(task: str = "digits") -> list[str]:
