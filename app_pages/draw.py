@@ -11,6 +11,7 @@ import streamlit as st
 from ui import state
 from ui.canvas import CANVAS_SIZE, DrawingError, decode_drawing, digit_canvas
 from ui.digits import answer_for, show_predictions
+from ui.inside import show_cams, show_inside
 from ui.resources import SHIPPED_DIGIT_MODELS, cached_mnist, digit_models, saved_runs
 from ui.single_thread import run_single_threaded
 from vision_core import ImageError, get_spec, load_image, mnist_to_input, predict_prepared, to_image
@@ -38,8 +39,20 @@ def show_answer(read_image, models, beside) -> None:
     if report is not None:
         state.LAST_DRAWING.set(report.steps.centered)  # the Augmentation lab's and Compare's "my drawing"
         show_predictions(report.predictions)
-        # Room for "inside the network" (ui/inside.py): put it in an st.expander(..., on_change="rerun") and render
-        # only when its .open is True, so that a collapsed section costs a stroke nothing.
+        show_inside_the_network(models, report.steps.centered)
+
+
+def show_inside_the_network(models, digit) -> None:
+    """Feature maps, kernels, kernel x patch, attention and CAMs for this drawing, drawn only while the section is
+    open: a collapsed section costs a stroke nothing."""
+    inside = st.expander("Inside the network: feature maps, filters, attention", icon=":material/layers:", key="inside_open", on_change="rerun")  # fmt: skip
+    if inside.open:
+        with inside:
+            show_inside(models, digit)
+    cams = st.expander("Where did each model look? (class activation maps)", icon=":material/visibility:", key="inside_cams_open", on_change="rerun")  # fmt: skip
+    if cams.open:
+        with cams:
+            show_cams(models, digit)
 
 
 @st.fragment

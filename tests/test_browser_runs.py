@@ -69,13 +69,15 @@ def test_my_classes_learns_two_uploaded_classes_and_answers_a_new_photo(page, ap
             path = tmp_path / f"{name}{seed}.png"
             path.write_bytes(picture(color, seed * 4))
             files.append(str(path))
-        page.locator('[data-testid="stFileUploader"] input[type="file"]').nth(number).set_input_files(files)
+        uploader = page.get_by_test_id("stFileUploader").filter(has_text=f"Pictures of {name}")
+        uploader.locator('input[type="file"]').set_input_files(files)
         expect(page.get_by_text("6 picture(s)")).to_have_count(number + 1)
     page.get_by_role("button", name="Train").click()
     expect(page.get_by_test_id("stMetric").filter(has_text="Test accuracy")).to_be_visible(timeout=RUN_S)
     new = tmp_path / "new.png"
     new.write_bytes(picture((190, 40, 50), 20))
-    page.locator('[data-testid="stFileUploader"] input[type="file"]').last.set_input_files(str(new))
+    try_it = page.get_by_test_id("stFileUploader").filter(has_text="A photo")
+    try_it.locator('input[type="file"]').set_input_files(str(new))
     expect(page.get_by_test_id("stProgress").filter(has_text="red:").first).to_be_visible()
     answers = page.get_by_test_id("stProgress").all_inner_texts()
     assert answers and answers[0].startswith("red:"), answers
