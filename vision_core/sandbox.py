@@ -1,0 +1,323 @@
+"""Run a function in a worker process, under a time limit and a memory limit.
+
+Heavy or user-shaped work (an augmentation preview built from pasted parameters, say) leaves the server's
+interpreter this way: a call that runs past its time limit is killed with its worker, and a fresh worker takes
+its place; a call that allocates past the memory limit fails in its own process (``RLIMIT_DATA``); and each
+worker has its own global state, torch's global random generator included, so no lock is held across calls.
+
+>>> from vision_core.sandbox import Limits, run
+>>> run(sum, [1, 2, 3], limits=Limits(seconds=5))
+6
+
+The function and its arguments travel by pickle (a module-level function, plain data, tensors, PIL images).
+Workers are forked from a ``multiprocessing`` forkserver that imports ``PoolConfig.preload`` once, so a new
+worker is ready in a fraction of a second; only the pool's first start pays for importing torch (seconds).
+Some workers are kept for light calls (``Limits(light=True)``), so a small request never queues behind a slow one.
+A call made inside a worker runs directly: it is already isolated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+_OK, _ERROR, _OUT_OF_MEMORY = "ok", "error", "out of memory"
+_IN_WORKER = False  # set in worker processes: calls made there run directly
+_START_ATTEMPTS = 5
+
+
+class SandboxError(RuntimeError):
+    """A call that did not complete in its worker; the subclass says why."""
+
+
+class TimeLimitError(SandboxError):
+    """The call ran past its time limit; its worker was killed."""
+
+
+class MemoryLimitError(SandboxError):
+    """The call tried to allocate past its worker's memory limit."""
+
+
+class WorkerLostError(SandboxError):
+    """The worker died during the call (a crash, or the system's out-of-memory killer)."""
+
+
+class PoolBusyError(SandboxError):
+    """No worker came free within the call's waiting limit."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one call may take: ``seconds`` of wall-clock time and ``memory_mb`` of memory in its worker (beyond
+    what the worker held at its start; enforced on Linux), and ``wait_seconds`` for a worker to come free."""
+
+    seconds: float = 10.0
+    memory_mb: int = 1024
+    wait_seconds: float = 10.0
+    light: bool = False  # light calls may also use the workers kept free for them
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    workers: int = 2
+    kept_for_light: int = 1  # heavy calls never hold these workers
+    threads: int = 1  # torch threads per worker
+    preload: tuple[str, ...] = ("vision_core",)  # imported once, in the forkserver
+    start_seconds: float = 180.0  # the first start imports torch: slow on a busy machine
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.kept_for_light < self.workers:
+            raise ValueError("kept_for_light must leave at least one worker for heavy calls")
+
+
+@dataclass(eq=False)  # identity: workers live in a set
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+
+
+def _memory_in_use() -> int | None:
+    """This process's data segment in bytes (what RLIMIT_DATA counts), from /proc; None where there is none."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmData:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _limit_memory(base: int | None, growth_mb: int) -> None:
+    """Let this process's data segment grow ``growth_mb`` beyond ``base`` bytes (a soft limit: the next call may
+    raise it again). Without /proc (not Linux) there is no limit; the time limit still holds."""
+    if base is None:
+        return
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_DATA, (base + growth_mb * 2**20, resource.RLIM_INFINITY))
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """A failed allocation: Python's MemoryError, or torch's allocator error (a RuntimeError)."""
+    return isinstance(error, MemoryError) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error).lower()
+    )
+
+
+def _answer(task: bytes, base: int | None) -> tuple[str, Any]:
+    try:
+        fn, args, kwargs, memory_mb = pickle.loads(task)
+        _limit_memory(base, memory_mb)
+        return _OK, fn(*args, **kwargs)
+    except Exception as error:
+        return (_OUT_OF_MEMORY, str(error)) if is_out_of_memory(error) else (_ERROR, error)
+
+
+def _serve(conn: Connection, config: PoolConfig) -> None:
+    """A worker's life: set limits, say it is ready, then answer calls until the pool closes the connection."""
+    global _IN_WORKER
+    _IN_WORKER = True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C on the server is the server's to handle
+    import torch
+
+    torch.set_num_threads(config.threads)
+    for name in config.preload:  # already there when the forkserver preloaded them
+        importlib.import_module(name)
+    base = _memory_in_use()
+    conn.send_bytes(pickle.dumps((_OK, os.getpid())))
+    while True:
+        try:
+            task = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        status, value = _answer(task, base)
+        try:
+            reply = pickle.dumps((status, value), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as error:  # an unpicklable result or exception
+            reply = pickle.dumps((_ERROR, SandboxError(f"the result could not be sent back: {error}")))
+        conn.send_bytes(reply)
+        if status == _OUT_OF_MEMORY:
+            return  # a fresh worker replaces this one, whatever its heap looks like now
+
+
+class WorkerPool:
+    """A few warm worker processes that run calls under ``Limits``; thread-safe, started on first use."""
+
+    def __init__(self, config: PoolConfig = PoolConfig()) -> None:
+        self.config = config
+        methods = multiprocessing.get_all_start_methods()
+        self._context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._heavy = threading.BoundedSemaphore(config.workers - config.kept_for_light)
+        self._ready = threading.Event()  # set once the first worker is ready, or every start has failed
+        self._gave_up = 0  # workers whose every start attempt failed
+        self._lock = threading.Lock()
+        self._started = False
+        self._closed = False
+        self._workers: set[_Worker] = set()
+
+    def start(self) -> None:
+        """Start the workers in the background (idempotent); ``run`` does it too."""
+        with self._lock:
+            if self._started or self._closed:
+                return
+            self._started = True
+            if self._context.get_start_method() == "forkserver":
+                self._context.set_forkserver_preload(list(self.config.preload))
+        for _ in range(self.config.workers):
+            threading.Thread(target=self._add_worker, daemon=True, name="sandbox-start").start()
+
+    def run(self, fn: Callable[..., T], /, *args: Any, limits: Limits = Limits(), **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` in a worker; its exceptions are raised here, ``SandboxError`` when it did not end."""
+        if _IN_WORKER:
+            return fn(*args, **kwargs)
+        task = pickle.dumps((fn, args, kwargs, limits.memory_mb), protocol=pickle.HIGHEST_PROTOCOL)  # fails here
+        self.start()
+        if not self._ready.wait(self.config.start_seconds):
+            raise PoolBusyError(f"the worker processes did not start within {self.config.start_seconds:g} s")
+        if self._gave_up >= self.config.workers and not self._workers:
+            raise SandboxError(
+                "the worker processes could not start (see the server's log; a script that uses the pool "
+                "needs the `if __name__ == '__main__':` guard)"
+            )
+        deadline = time.monotonic() + limits.wait_seconds
+        with self._lane(limits, deadline):
+            try:
+                worker = self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise PoolBusyError(f"no worker came free within {limits.wait_seconds:g} s") from None
+            return self._call(worker, task, limits)
+
+    def close(self) -> None:
+        """Stop every worker; later calls are refused."""
+        with self._lock:
+            self._closed = True
+            workers, self._workers = list(self._workers), set()
+        for worker in workers:
+            _stop(worker)
+
+    @contextlib.contextmanager
+    def _lane(self, limits: Limits, deadline: float) -> Iterator[None]:
+        if limits.light:
+            yield
+            return
+        if not self._heavy.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise PoolBusyError(f"every worker for large requests stayed busy for {limits.wait_seconds:g} s")
+        try:
+            yield
+        finally:
+            self._heavy.release()
+
+    def _call(self, worker: _Worker, task: bytes, limits: Limits) -> Any:
+        try:
+            worker.conn.send_bytes(task)
+            if not worker.conn.poll(limits.seconds):
+                self._retire(worker)
+                raise TimeLimitError(f"stopped after {limits.seconds:g} s")
+            reply = worker.conn.recv_bytes()
+        except (EOFError, OSError):
+            self._retire(worker)
+            raise WorkerLostError("the worker process ended during the call") from None
+        try:
+            status, value = pickle.loads(reply)
+        except Exception as error:  # an exception type that cannot be rebuilt here
+            self._idle.put(worker)
+            raise SandboxError(f"the worker's answer could not be read: {error}") from None
+        if status == _OUT_OF_MEMORY:
+            self._retire(worker)
+            raise MemoryLimitError(f"needed more than {limits.memory_mb} MB ({value})")
+        self._idle.put(worker)
+        if status == _ERROR:
+            raise value
+        return value
+
+    def _retire(self, worker: _Worker) -> None:
+        """Kill ``worker`` (it may be stuck) and start another in the background."""
+        with self._lock:
+            self._workers.discard(worker)
+        _stop(worker)
+        threading.Thread(target=self._add_worker, daemon=True, name="sandbox-restart").start()
+
+    def _add_worker(self) -> None:
+        """Start one worker and hand it to the idle queue once it is ready; a failed start is tried again."""
+        for attempt in range(_START_ATTEMPTS):
+            if self._closed:
+                return
+            worker = self._start_worker()
+            if worker is None:
+                time.sleep(0.5 * 2**attempt)
+                continue
+            with self._lock:
+                if not self._closed:
+                    self._workers.add(worker)
+                    self._idle.put(worker)
+                    self._ready.set()
+                    return
+            _stop(worker)
+            return
+        with self._lock:
+            self._gave_up += 1
+            if self._gave_up >= self.config.workers and not self._workers:
+                self._ready.set()  # wake the callers: run() says why
+
+    def _start_worker(self) -> _Worker | None:
+        ours, theirs = self._context.Pipe()
+        process = self._context.Process(
+            target=_serve, args=(theirs, self.config), daemon=True, name="vision-core-sandbox"
+        )
+        worker = _Worker(process, ours)
+        try:
+            process.start()
+            theirs.close()
+            if ours.poll(self.config.start_seconds):
+                ours.recv_bytes()  # "ready"
+                return worker
+        except (EOFError, OSError):
+            pass
+        _stop(worker)
+        return None
+
+
+def _stop(worker: _Worker) -> None:
+    """Kill a worker's process (if it was started) and reap it, without blocking the caller for long."""
+    worker.conn.close()
+    if worker.process.pid is not None:
+        worker.process.kill()
+        worker.process.join(timeout=5)
+
+
+_DEFAULT: WorkerPool | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_pool() -> WorkerPool:
+    """This process's shared pool (``PoolConfig()``), created on first use."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            _DEFAULT = WorkerPool()
+        return _DEFAULT
+
+
+def run(fn: Callable[..., T], /, *args: Any, limits: Limits = Limits(), **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` in a worker of the shared pool, under ``limits``."""
+    return default_pool().run(fn, *args, limits=limits, **kwargs)
+
+
+def in_worker() -> bool:
+    """Whether this code runs in a sandbox worker (where calls run directly)."""
+    return _IN_WORKER
