@@ -571,6 +571,100 @@ def test_batch_augment_keeps_the_training_size(digit):
         batch_augment(SHIPPED_DIGIT_PRESET)(torch.zeros(2, 28, 28))
 
 
+# --- CIFAR-10: (B, 3, 32, 32) batches through every batched kernel -----------------------------------------------------
+
+CIFAR_PARAMS = {  # sizes for 32 x 32 images; everything else at the catalogue's photo defaults
+    "Resize": {"size": 32},
+    "RandomCrop": {"size": 32, "padding": 4},
+    "RandomResizedCrop": {"size": 32},
+}
+# Parameters that pin every random draw, so that the batch must equal torchvision's per-image result.
+PINNED = {
+    "Resize": ({"size": 24}, 1.0),
+    "RandomRotation": ({"degrees": (30.0, 30.0)}, 1.0),
+    "RandomHorizontalFlip": ({}, 1.0),
+    "RandomVerticalFlip": ({}, 1.0),
+    "RandomCrop": ({"size": 40, "padding": 4, "padding_mode": "reflect"}, 1.0),  # one place to cut from
+    "RandomResizedCrop": ({"size": 48, "scale": (1.0, 1.0), "ratio": (1.0, 1.0)}, 1.0),  # the whole image, enlarged
+    "RandomAffine": ({"degrees": (10.0, 10.0), "translate_x": 0.0, "translate_y": 0.0, "scale": (1.2, 1.2), "shear": (5.0, 5.0)}, 1.0),
+    "GaussianBlur": ({"sigma": (1.5, 1.5)}, 1.0),
+    "RandomInvert": ({}, 1.0),
+    "RandomGrayscale": ({}, 1.0),
+    "ColorJitter": ({"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0}, 1.0),
+    "GaussianNoise": ({"sigma": 0.0}, 1.0),
+    "RandomPerspective": ({"distortion_scale": 0.0}, 1.0),
+    "ElasticTransform": ({"alpha": 0.0}, 1.0),
+    "RandomErasing": ({}, 0.0),
+    "DigitWarp": ({"degrees": 0.0, "translate": 0.0, "scale": (1.2, 1.2), "shear": 0.0}, 1.0),
+    "StrokeThickness": ({"thicker": 0.0, "thinner": 0.0}, 1.0),
+}  # fmt: skip
+
+
+def cifar_like(n: int, seed: int = 0) -> torch.Tensor:
+    """(n, 3, 32, 32) colour images with structure: smooth colour fields plus a bright square, no two alike."""
+    gen = torch.Generator().manual_seed(seed)
+    fields = torch.nn.functional.interpolate(torch.rand(n, 3, 4, 4, generator=gen), size=32, mode="bilinear")
+    square = torch.zeros(n, 1, 32, 32)
+    for i, (top, left) in enumerate(torch.randint(0, 24, (n, 2), generator=gen).tolist()):
+        square[i, :, top : top + 8, left : left + 8] = 1
+    return (0.8 * fields + 0.2 * square + 0.02 * torch.rand(n, 3, 32, 32, generator=gen)).clamp(0, 1)
+
+
+def test_every_catalogue_transform_has_pinned_cifar_parameters():
+    assert set(PINNED) == set(CATALOGUE)
+
+
+@pytest.mark.parametrize("name", list(CATALOGUE))
+def test_every_batched_kernel_works_on_cifar_batches(name):
+    x = cifar_like(1).expand(32, 3, 32, 32).contiguous()  # one image, 32 times: the draws must differ per sample
+    step = Step(
+        name, {**default_params(name), **CIFAR_PARAMS.get(name, {})}, p=0.5 if CATALOGUE[name].native_p else 0.7
+    )
+    out = batch_augment(PipelineSpec((step,)))(x, torch.Generator().manual_seed(0))  # keeps the size, or refuses
+    assert out.shape == (32, 3, 32, 32) and torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    assert len({o.numpy().tobytes() for o in out}) > 1 or name == "Resize"  # Resize to the same size: a no-op
+    if name == "RandomGrayscale":  # the samples it turned grey have three equal channels
+        grey = out[(out != x).flatten(1).any(1)]
+        assert len(grey) > 0 and torch.equal(grey[:, 0], grey[:, 1]) and torch.equal(grey[:, 1], grey[:, 2])
+    if name == "ColorJitter":  # hue turns colours: each sample's channels change differently, not all alike
+        assert (out - x).abs().std(dim=(2, 3)).std(dim=1).max() > 0.01
+
+    pinned = PipelineSpec((Step(name, *PINNED[name]),))
+    batch = cifar_like(6, seed=1)
+    ours = batch_augment(pinned, keep_size=False)(batch, torch.Generator().manual_seed(0))
+    pipeline = build_pipeline(pinned)
+    theirs = torch.stack([pipeline(image).as_subclass(torch.Tensor) for image in batch])
+    torch.testing.assert_close(ours, theirs, atol=2e-5, rtol=0)
+
+
+def test_the_cifar_preset_is_the_courses_crop_and_flip():
+    from torchvision.transforms import v2
+
+    course = v2.Compose([v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()])
+    ours, image = build_pipeline(CIFAR_PRESET), cifar_like(1)[0]
+    for seed in range(20):  # per image: the very same draws and pixels as the course's transform
+        torch.manual_seed(seed)
+        expected = course(image)
+        torch.manual_seed(seed)
+        assert torch.equal(ours(image), expected)
+
+    x = cifar_like(400)
+    out = batch_augment(CIFAR_PRESET)(x, torch.Generator().manual_seed(0))  # training: the whole batch at once
+    padded = torch.nn.functional.pad(x, [4, 4, 4, 4])
+    places, flips = set(), 0
+    for i in range(len(x)):
+        windows = padded[i].unfold(1, 32, 1).unfold(2, 32, 1)  # (3, 9, 9, 32, 32): every place to cut from
+        for flipped in (False, True):
+            hits = (windows == (out[i].flip(-1) if flipped else out[i])[:, None, None]).flatten(3).all(3).all(0)
+            if hits.any():
+                places.add(tuple(hits.nonzero()[0].tolist()))
+                flips += flipped
+                break
+        else:
+            raise AssertionError(f"sample {i} is no padded crop of its image, flipped or not")
+    assert len(places) > 70 and 0.4 < flips / len(x) < 0.6  # (nearly) every offset, half of the samples flipped
+
+
 # --- Robustness probe -----------------------------------------------------------------------------------------------
 
 
