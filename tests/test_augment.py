@@ -867,3 +867,16 @@ def test_page_stops_adding_steps_at_the_limit():
     by_label(at.button, "Load JSON").click().run()
     assert not at.exception and len(at.session_state["aug_steps"]) == MAX_STEPS
     assert by_label(at.button, "Add step").disabled
+
+
+def test_page_refuses_the_issues_pipeline_saying_what_to_lower_and_goes_on():
+    at = open_lab()
+    sources = ["MNIST test digit"] + (["Sample photo"] if list_sample_photos() else [])
+    for source in sources:
+        at.radio[0].set_value(source).run()
+        at.text_area[0].set_value(ISSUE_PIPELINE)
+        by_label(at.button, "Load JSON").click().run()
+        assert not at.exception
+        assert any("step 1 (Resize) makes" in e.value and "lower its size to" in e.value for e in at.error), source
+        by_label(at.button, "Use preset").click().run()  # the shipped digit preset: previews again
+        assert not at.exception and not at.error and len(at.get("image")) >= 1 + 9

@@ -127,6 +127,16 @@ def _answer(task: bytes, base: int | None) -> tuple[str, Any]:
         return (_OUT_OF_MEMORY, str(error)) if is_out_of_memory(error) else (_ERROR, error)
 
 
+def _reply(status: str, value: Any) -> tuple[str, bytes]:
+    """The answer as bytes: a result that cannot be pickled, or not within the memory limit, becomes an error."""
+    try:
+        return status, pickle.dumps((status, value), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as error:
+        if is_out_of_memory(error):
+            return _OUT_OF_MEMORY, pickle.dumps((_OUT_OF_MEMORY, f"sending the result back: {error}"))
+        return _ERROR, pickle.dumps((_ERROR, SandboxError(f"the result could not be sent back: {error}")))
+
+
 def _serve(conn: Connection, config: PoolConfig) -> None:
     """A worker's life: set limits, say it is ready, then answer calls until the pool closes the connection."""
     global _IN_WORKER
@@ -144,11 +154,7 @@ def _serve(conn: Connection, config: PoolConfig) -> None:
             task = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        status, value = _answer(task, base)
-        try:
-            reply = pickle.dumps((status, value), protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as error:  # an unpicklable result or exception
-            reply = pickle.dumps((_ERROR, SandboxError(f"the result could not be sent back: {error}")))
+        status, reply = _reply(*_answer(task, base))
         conn.send_bytes(reply)
         if status == _OUT_OF_MEMORY:
             return  # a fresh worker replaces this one, whatever its heap looks like now
@@ -185,6 +191,8 @@ class WorkerPool:
         """``fn(*args, **kwargs)`` in a worker; its exceptions are raised here, ``SandboxError`` when it did not end."""
         if _IN_WORKER:
             return fn(*args, **kwargs)
+        if self._closed:
+            raise SandboxError("the worker pool is closed")
         task = pickle.dumps((fn, args, kwargs, limits.memory_mb), protocol=pickle.HIGHEST_PROTOCOL)  # fails here
         self.start()
         if not self._ready.wait(self.config.start_seconds):
