@@ -412,7 +412,7 @@ def test_a_preview_over_its_memory_limit_is_stopped_with_a_clear_message():
         ((512, 512), [Step("RandomCrop", {"size": 512, "padding": 1000})], 9, "step 1 (Random crop (with padding)) makes 2512 × 2512 images (6.3 MP), over the lab's 4.2 MP per image (2048 × 2048): lower its padding to 768 or less"),
         ((512, 512), [Step("RandomResizedCrop", {"size": 3000})], 1, "lower its size to 2048 or less"),
         ((3000, 2000), [], 1, "the image is 3000 × 2000 (6.0 MP), over the lab's 4.2 MP per image (2048 × 2048): make it smaller first"),
-        ((512, 512), [Step("RandomResizedCrop", {"size": 1100})], 36, "the preview would send back 36 images of 43.6 MP together, over the lab's 37.7 MP: use fewer samples or smaller images"),
+        ((512, 512), [Step("RandomResizedCrop", {"size": 1100})], 36, "the preview would send back 36 images of 43.6 MP together, over the lab's 16.8 MP: use fewer samples or smaller images"),
         ((1024, 768), [Step("GaussianBlur", {"kernel_size": 101})], 9, "step 1 (Gaussian blur) takes the longest: lower its kernel_size (the time grows with its square), or use fewer samples"),
         ((1024, 768), [Step("ElasticTransform", {"sigma": 50.0})], 1, "step 1 (Elastic distortion) takes the longest: lower its sigma"),
         ((1024, 768), [Step("GaussianNoise")] * 32, 36, "step 1 (Gaussian noise) takes the longest: put a crop or a resize before it, or use fewer samples"),

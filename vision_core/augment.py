@@ -634,12 +634,12 @@ class PreviewLimits:
     """
 
     max_image_pixels: int = 2048 * 2048  # any image along the pipeline (the lab shows photos at 1024 px at most)
-    max_result_pixels: int = 36 * 1024 * 1024  # all the images one request sends back: 6 x 6 at 1024 x 1024
-    max_estimated_seconds: float = 3.0  # the whole request, estimated for one core of the project's CPU
+    max_result_pixels: int = 16 * 1024 * 1024  # all the images one request sends back: 4 x 4 at 1024 x 1024
+    max_estimated_seconds: float = 2.0  # the whole request, estimated for one core of the project's CPU
     seconds: float = 8.0  # wall-clock in the worker: the last line of defence, should the estimate be wrong
     memory_mb: int = 1024  # what the worker may allocate for the request
     wait_seconds: float = 10.0  # for a worker to come free
-    light_seconds: float = 0.1  # requests estimated under this may use the worker kept free for small ones
+    light_seconds: float = 0.25  # requests estimated under this may use the worker kept free for small ones
 
 
 PREVIEW_LIMITS = PreviewLimits()
@@ -765,23 +765,41 @@ def _megapixels(pixels: int) -> str:
     return f"{pixels / 1e6:.1f} MP"
 
 
-def _largest_allowed(spec: PipelineSpec, number: int, name: str, image: Image.Image | Tensor, limit: int) -> int | None:
-    """The largest value of parameter ``name`` of step ``number`` that keeps that step's images within ``limit``."""
-    step = spec.steps[number - 1]
-    height, width = _walk(spec, *_image_shape(image))[number - 1].size_in
-    low = int(next(q.low for q in step.info.params if q.name == name))
-    high = step.values[name]
-
-    def fits(value: int) -> bool:
-        big_height, big_width = _step_size(Step(step.name, {**step.values, name: value}, step.p), height, width)[1]
-        return big_height * big_width <= limit
-
+def _largest(fits: Callable[[int], bool], low: int, high: int) -> int | None:
+    """The largest value in [low, high] that ``fits`` (which holds up to some value, then never), or None."""
     if not fits(low):
         return None
-    while low < high:  # bisect: fits(low) holds, fits(high) does not
+    while low < high:
         middle = (low + high + 1) // 2
         low, high = (middle, high) if fits(middle) else (low, middle - 1)
     return low
+
+
+def _lower_sizes(step: Step, height: int, width: int, limit: int) -> str | None:
+    """What to lower in ``step`` (Resize or a crop) on a ``height`` x ``width`` input so that its images fit in
+    ``limit`` pixels: one parameter if that is enough, else each of them; None when no values are small enough."""
+
+    def fits(values: dict[str, Any]) -> bool:
+        big_height, big_width = _step_size(Step(step.name, values, step.p), height, width)[1]
+        return big_height * big_width <= limit
+
+    names = [name for name in ("size", "padding") if name in step.values]
+    lowest = {q.name: int(q.low) for q in step.info.params if q.name in names}
+
+    def largest(values: dict[str, Any], name: str) -> int | None:
+        return _largest(lambda value: fits({**values, name: value}), lowest[name], step.values[name])
+
+    for name in names:
+        value = largest(step.values, name)
+        if value is not None:
+            return f"lower its {name} to {value} or less"
+    chosen: dict[str, int] = {}
+    for name in names:  # together: each as large as it can be with the ones after it at their lowest
+        value = largest({**step.values, **lowest, **chosen}, name)
+        if value is None:
+            return None
+        chosen[name] = value
+    return "lower " + " and ".join(f"its {name} to {value} or less" for name, value in chosen.items())
 
 
 def _too_large(cost: PreviewCost, spec: PipelineSpec, image: Image.Image | Tensor, limit: int) -> str:
@@ -792,11 +810,8 @@ def _too_large(cost: PreviewCost, spec: PipelineSpec, image: Image.Image | Tenso
     # Only Resize and the two crops make images larger than their input; each has a size, RandomCrop a padding too.
     step = spec.steps[cost.largest_step - 1]
     where = f"step {cost.largest_step} ({step.info.title}) makes {width} × {height} images ({_megapixels(width * height)}), {allowed}"
-    name = "padding" if step.name == "RandomCrop" and step.values["size"] ** 2 <= limit else "size"
-    value = _largest_allowed(spec, cost.largest_step, name, image, limit)
-    if value is None:
-        return f"{where}: make the image, or the steps before it, smaller"
-    return f"{where}: lower its {name} to {value} or less"
+    advice = _lower_sizes(step, *_walk(spec, *_image_shape(image))[cost.largest_step - 1].size_in, limit)
+    return f"{where}: {advice or 'make the image, or the steps before it, smaller'}"
 
 
 def _too_slow(cost: PreviewCost, spec: PipelineSpec, samples: int, limit: float) -> str:
@@ -804,6 +819,9 @@ def _too_slow(cost: PreviewCost, spec: PipelineSpec, samples: int, limit: float)
     advice = {
         "GaussianBlur": "lower its kernel_size (the time grows with its square)",
         "ElasticTransform": "lower its sigma (the time grows with its square)",
+        "Resize": "lower its size",
+        "RandomCrop": "lower its size or padding",
+        "RandomResizedCrop": "lower its size",
     }.get(step.name, "put a crop or a resize before it")
     fewer = ", or use fewer samples" if samples > 1 else ""
     return (
@@ -823,13 +841,13 @@ def check_preview(
     cost = preview_cost(image, spec, samples, stages)
     if cost.largest_image[0] * cost.largest_image[1] > limits.max_image_pixels:
         raise AugmentError(_too_large(cost, spec, image, limits.max_image_pixels))
+    if cost.seconds > limits.max_estimated_seconds:
+        raise AugmentError(_too_slow(cost, spec, samples, limits.max_estimated_seconds))
     if cost.result_pixels > limits.max_result_pixels:
         raise AugmentError(
             f"the preview would send back {cost.result_images} images of {_megapixels(cost.result_pixels)} together, "
             f"over the lab's {_megapixels(limits.max_result_pixels)}: use fewer samples or smaller images"
         )
-    if cost.seconds > limits.max_estimated_seconds:
-        raise AugmentError(_too_slow(cost, spec, samples, limits.max_estimated_seconds))
     return cost
 
 
