@@ -24,6 +24,7 @@ from torchvision.transforms.v2 import functional as TF
 from vision_core import augment_kernels as K
 from vision_core.augment import (
     CATALOGUE,
+    CIFAR10_COURSE_PRESET,
     MAX_SAMPLES,
     MAX_STEPS,
     PRESETS,
@@ -54,7 +55,6 @@ from vision_core.images import load_image
 from vision_core.transforms import DigitAugment, mnist_to_input
 
 ROOT = Path(__file__).resolve().parents[1]
-CIFAR_PRESET = PRESETS["CIFAR-10 training (random crop with 4 px padding, horizontal flip)"]
 ISSUE_TRANSFORMS = {
     "Resize", "RandomRotation", "RandomHorizontalFlip", "RandomVerticalFlip", "RandomCrop", "RandomResizedCrop",
     "RandomAffine", "RandomPerspective", "ElasticTransform", "ColorJitter", "GaussianBlur", "GaussianNoise",
@@ -248,7 +248,7 @@ def test_exported_code_runs_with_torchvision_alone_and_gives_the_lab_grid(tmp_pa
         ("every-digit", every_transform_spec(True), "digit"),
         ("every-photo", every_transform_spec(False), "photo"),
         ("imagenet", PRESETS["ImageNet-style photo training"], "photo"),
-        ("cifar", CIFAR_PRESET, "photo"),
+        ("cifar", CIFAR10_COURSE_PRESET, "photo"),
     ]
     np.save(tmp_path / "digit.npy", digit.numpy())
     photo.save(tmp_path / "photo.png")
@@ -640,8 +640,8 @@ def test_every_batched_kernel_works_on_cifar_batches(name):
 def test_the_cifar_preset_is_the_courses_crop_and_flip():
     from torchvision.transforms import v2
 
-    course = v2.Compose([v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()])
-    ours, image = build_pipeline(CIFAR_PRESET), cifar_like(1)[0]
+    course = v2.Compose([v2.RandomHorizontalFlip(), v2.RandomCrop(32, padding=4)])
+    ours, image = build_pipeline(CIFAR10_COURSE_PRESET), cifar_like(1)[0]
     for seed in range(20):  # per image: the very same draws and pixels as the course's transform
         torch.manual_seed(seed)
         expected = course(image)
@@ -649,7 +649,7 @@ def test_the_cifar_preset_is_the_courses_crop_and_flip():
         assert torch.equal(ours(image), expected)
 
     x = cifar_like(400)
-    out = batch_augment(CIFAR_PRESET)(x, torch.Generator().manual_seed(0))  # training: the whole batch at once
+    out = batch_augment(CIFAR10_COURSE_PRESET)(x, torch.Generator().manual_seed(0))  # training: the whole batch at once
     padded = torch.nn.functional.pad(x, [4, 4, 4, 4])
     places, flips = set(), 0
     for i in range(len(x)):

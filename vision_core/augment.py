@@ -422,6 +422,8 @@ class PipelineSpec:
 
 # What trained the shipped checkpoints (DigitAugment's defaults), as a spec: batch_augment(it) == DigitAugment().
 SHIPPED_DIGIT_PRESET = PipelineSpec((Step("DigitWarp"), Step("StrokeThickness")))
+# The course's CIFAR-10 training augmentation (its Normalize(0.5, 0.5) is inside the models).
+CIFAR10_COURSE_PRESET = PipelineSpec((Step("RandomHorizontalFlip"), Step("RandomCrop", {"size": 32, "padding": 4})))
 PRESETS: dict[str, PipelineSpec] = {
     "Shipped digit training (what the digit models were trained with)": SHIPPED_DIGIT_PRESET,
     "Stronger digit training": PipelineSpec(
@@ -443,10 +445,7 @@ PRESETS: dict[str, PipelineSpec] = {
             Step("RandomErasing", p=0.25),
         )
     ),
-    # The course's CIFAR-10 recipe; its Normalize(0.5, 0.5) lives inside the models, so it is not a step here.
-    "CIFAR-10 training (random crop with 4 px padding, horizontal flip)": PipelineSpec(
-        (Step("RandomCrop", {"size": 32, "padding": 4}), Step("RandomHorizontalFlip"))
-    ),
+    "CIFAR-10 training (the course's: horizontal flip, random crop with 4 px padding)": CIFAR10_COURSE_PRESET,
     "Empty": PipelineSpec(),
 }
 
