@@ -234,12 +234,14 @@ class WorkerPool:
         try:
             worker.conn.send_bytes(task)
             if not worker.conn.poll(limits.seconds):
-                self._retire(worker)
                 raise TimeLimitError(f"stopped after {limits.seconds:g} s")
             reply = worker.conn.recv_bytes()
         except (EOFError, OSError):
             self._retire(worker)
             raise WorkerLostError("the worker process ended during the call") from None
+        except BaseException:  # the time limit, or the caller interrupted: the worker may be busy for long yet
+            self._retire(worker)
+            raise
         try:
             status, value = pickle.loads(reply)
         except Exception as error:  # an exception type that cannot be rebuilt here
