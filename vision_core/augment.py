@@ -917,12 +917,18 @@ def _run(groups: list[list[v2.Transform]], spec: PipelineSpec, x: Any) -> Any:
     return x
 
 
+def _seed_cpu(seed: int, index: int) -> None:
+    """``torch.manual_seed(sample_seed(seed, index))`` for CPU work: the same CPU draws, without queueing a seed for
+    each accelerator torch knows of (which formats a stack trace: 0.3 ms a call, 3 ms of a 3 x 3 digit grid)."""
+    torch.default_generator.manual_seed(sample_seed(seed, index))
+
+
 def _grid(x: Image.Image | Tensor, spec: PipelineSpec, n: int, seed: int) -> list[Image.Image]:
     """In a worker: sample i is ``torch.manual_seed(sample_seed(seed, i)); pipeline(x)``."""
     groups, samples = _build_groups(spec), []
     with torch.random.fork_rng(devices=[]):
         for index in range(n):
-            torch.manual_seed(sample_seed(seed, index))
+            _seed_cpu(seed, index)
             samples.append(to_pil(_run(groups, spec, x)))
     return samples
 
@@ -931,7 +937,7 @@ def _stages(x: Image.Image | Tensor, spec: PipelineSpec, seed: int, index: int) 
     """In a worker: the input and the image after each step, for sample ``index`` of the grid."""
     shots = [StepImage("input", to_pil(x))]
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(sample_seed(seed, index))
+        _seed_cpu(seed, index)
         for number, (step, group) in enumerate(zip(spec.steps, _build_groups(spec), strict=True), 1):
             x = _run_group(group, x, step, number)
             shots.append(StepImage(f"{number}. {step.info.title}", to_pil(x)))
