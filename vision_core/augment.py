@@ -656,7 +656,7 @@ _NS_PER_VALUE: dict[str, tuple[float, float]] = {
     "RandomAffine": (10, 21),
     "RandomPerspective": (9, 16),
     "ElasticTransform": (40, 40),
-    "ColorJitter": (6, 32),
+    "ColorJitter": (13, 32),
     "GaussianBlur": (44, 38),
     "GaussianNoise": (47, 47),
     "RandomErasing": (1, 1),
