@@ -22,6 +22,7 @@ from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from vision_core import augment_kernels as K
+from vision_core import sandbox
 from vision_core.augment import (
     CATALOGUE,
     CIFAR10_COURSE_PRESET,
@@ -340,7 +341,7 @@ ISSUE_PIPELINE = '{"steps": [{"name": "Resize", "params": {"size": 4096}}, {"nam
 def test_the_issues_pipeline_is_refused_at_once_while_a_digit_preview_answers(digit):
     """Issue 10: this took 96 s and 4.4 GB for one sample, and held up every other session's preview."""
     sample_photo = make_photo(512, 512)
-    preview(digit, SHIPPED_DIGIT_PRESET, n=1)  # the workers are up (their first start imports torch)
+    assert sandbox.default_pool().wait_for_workers()  # their start imports torch: seconds
     results: dict[str, tuple[float, object]] = {}
 
     def timed(name: str, call) -> None:
@@ -374,7 +375,7 @@ def test_a_runaway_preview_is_stopped_at_its_time_limit_and_never_holds_up_a_dig
     with pytest.raises(AugmentError, match="lower its kernel_size"):
         check_preview(photo, heavy)  # the estimate refuses it; lifted, only the time limit is left to stop it
     unestimated = dataclasses.replace(PREVIEW_LIMITS, max_estimated_seconds=math.inf, seconds=2.0)
-    preview(digit, SHIPPED_DIGIT_PRESET, n=1)  # the workers are up
+    assert sandbox.default_pool().wait_for_workers()
     outcome: dict[str, object] = {}
 
     def run_heavy() -> None:

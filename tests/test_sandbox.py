@@ -74,6 +74,7 @@ def test_a_crashed_worker_is_reported_and_replaced(pool):
 
 
 def test_light_calls_never_wait_behind_heavy_ones(pool):
+    assert pool.wait_for_workers()  # both up again, after the kills above
     heavy = threading.Thread(target=pool.run, args=(time.sleep, 2.0))
     heavy.start()
     time.sleep(0.3)  # the heavy call holds its worker now

@@ -10,27 +10,29 @@ worker has its own global state, torch's global random generator included, so no
 6
 
 The function and its arguments travel by pickle (a module-level function, plain data, tensors, PIL images).
-Workers are forked from a ``multiprocessing`` forkserver that imports ``PoolConfig.preload`` once, so a new
-worker is ready in a fraction of a second; only the pool's first start pays for importing torch (seconds).
-Some workers are kept for light calls (``Limits(light=True)``), so a small request never queues behind a slow one.
-A call made inside a worker runs directly: it is already isolated.
+Workers are fresh interpreters (``python -c``) that talk over their stdin and stdout, not ``multiprocessing``
+processes: those re-run the parent's ``__main__`` in every child, and under Streamlit ``__main__`` is the app
+script itself (its script runner installs it), so each worker would have run the whole app. A worker imports
+``PoolConfig.preload`` once at its start (seconds: torch); some are kept for light calls (``Limits(light=True)``),
+so a small request never queues behind a slow one. A call made inside a worker runs directly: it is isolated.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
-import multiprocessing
 import os
 import pickle
 import queue
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -75,8 +77,8 @@ class PoolConfig:
     workers: int = 2
     kept_for_light: int = 1  # heavy calls never hold these workers
     threads: int = 1  # torch threads per worker
-    preload: tuple[str, ...] = ("vision_core",)  # imported once, in the forkserver
-    start_seconds: float = 180.0  # the first start imports torch: slow on a busy machine
+    preload: tuple[str, ...] = ("vision_core",)  # imported by each worker at its start
+    start_seconds: float = 180.0  # a start imports torch: slow on a busy machine
 
     def __post_init__(self) -> None:
         if not 0 <= self.kept_for_light < self.workers:
@@ -85,8 +87,9 @@ class PoolConfig:
 
 @dataclass(eq=False)  # identity: workers live in a set
 class _Worker:
-    process: BaseProcess
-    conn: Connection
+    process: subprocess.Popen
+    tasks: Connection  # to the worker's stdin
+    replies: Connection  # from its stdout
 
 
 def _memory_in_use() -> int | None:
@@ -137,27 +140,38 @@ def _reply(status: str, value: Any) -> tuple[str, bytes]:
         return _ERROR, pickle.dumps((_ERROR, SandboxError(f"the result could not be sent back: {error}")))
 
 
-def _serve(conn: Connection, config: PoolConfig) -> None:
-    """A worker's life: set limits, say it is ready, then answer calls until the pool closes the connection."""
+def _serve(tasks: Connection, replies: Connection) -> None:
+    """A worker's life: its configuration first, then limits and imports, "ready", then calls until stdin closes."""
     global _IN_WORKER
     _IN_WORKER = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C on the server is the server's to handle
+    config: PoolConfig = pickle.loads(tasks.recv_bytes())
     import torch
 
     torch.set_num_threads(config.threads)
-    for name in config.preload:  # already there when the forkserver preloaded them
+    for name in config.preload:
         importlib.import_module(name)
     base = _memory_in_use()
-    conn.send_bytes(pickle.dumps((_OK, os.getpid())))
+    replies.send_bytes(pickle.dumps((_OK, os.getpid())))
     while True:
         try:
-            task = conn.recv_bytes()
+            task = tasks.recv_bytes()
         except (EOFError, OSError):
             return
         status, reply = _reply(*_answer(task, base))
-        conn.send_bytes(reply)
+        replies.send_bytes(reply)
         if status == _OUT_OF_MEMORY:
             return  # a fresh worker replaces this one, whatever its heap looks like now
+
+
+def worker_main() -> None:
+    """The entry point of a worker process: the pool's messages come on stdin and go back on stdout, so what the
+    work itself prints is sent to stderr."""
+    tasks, replies = Connection(os.dup(0), writable=False), Connection(os.dup(1), readable=False)
+    os.dup2(2, 1)
+    with open(os.devnull, "rb") as nothing:
+        os.dup2(nothing.fileno(), 0)
+    _serve(tasks, replies)
 
 
 class WorkerPool:
@@ -165,8 +179,6 @@ class WorkerPool:
 
     def __init__(self, config: PoolConfig = PoolConfig()) -> None:
         self.config = config
-        methods = multiprocessing.get_all_start_methods()
-        self._context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._heavy = threading.BoundedSemaphore(config.workers - config.kept_for_light)
         self._ready = threading.Event()  # set once the first worker is ready, or every start has failed
@@ -182,8 +194,6 @@ class WorkerPool:
             if self._started or self._closed:
                 return
             self._started = True
-            if self._context.get_start_method() == "forkserver":
-                self._context.set_forkserver_preload(list(self.config.preload))
         for _ in range(self.config.workers):
             threading.Thread(target=self._add_worker, daemon=True, name="sandbox-start").start()
 
@@ -198,10 +208,7 @@ class WorkerPool:
         if not self._ready.wait(self.config.start_seconds):
             raise PoolBusyError(f"the worker processes did not start within {self.config.start_seconds:g} s")
         if self._gave_up >= self.config.workers and not self._workers:
-            raise SandboxError(
-                "the worker processes could not start (see the server's log; a script that uses the pool "
-                "needs the `if __name__ == '__main__':` guard)"
-            )
+            raise SandboxError("the worker processes could not start (their errors are in the server's log)")
         deadline = time.monotonic() + limits.wait_seconds
         with self._lane(limits, deadline):
             try:
@@ -209,6 +216,16 @@ class WorkerPool:
             except queue.Empty:
                 raise PoolBusyError(f"no worker came free within {limits.wait_seconds:g} s") from None
             return self._call(worker, task, limits)
+
+    def wait_for_workers(self, timeout: float | None = None) -> bool:
+        """Start the pool and wait until every worker is up (after a kill, its replacement starts in seconds)."""
+        self.start()
+        deadline = time.monotonic() + (self.config.start_seconds if timeout is None else timeout)
+        while len(self._workers) < self.config.workers:
+            if time.monotonic() > deadline or self._closed:
+                return False
+            time.sleep(0.05)
+        return True
 
     def close(self) -> None:
         """Stop every worker; later calls are refused."""
@@ -232,10 +249,10 @@ class WorkerPool:
 
     def _call(self, worker: _Worker, task: bytes, limits: Limits) -> Any:
         try:
-            worker.conn.send_bytes(task)
-            if not worker.conn.poll(limits.seconds):
+            worker.tasks.send_bytes(task)
+            if not worker.replies.poll(limits.seconds):
                 raise TimeLimitError(f"stopped after {limits.seconds:g} s")
-            reply = worker.conn.recv_bytes()
+            reply = worker.replies.recv_bytes()
         except (EOFError, OSError):
             self._retire(worker)
             raise WorkerLostError("the worker process ended during the call") from None
@@ -285,16 +302,20 @@ class WorkerPool:
                 self._ready.set()  # wake the callers: run() says why
 
     def _start_worker(self) -> _Worker | None:
-        ours, theirs = self._context.Pipe()
-        process = self._context.Process(
-            target=_serve, args=(theirs, self.config), daemon=True, name="vision-core-sandbox"
+        """A fresh interpreter running ``worker_main``, with this process's import path; None if it did not start."""
+        boot = f"import sys; sys.path[:0] = {sys.path!r}; from vision_core.sandbox import worker_main; worker_main()"
+        process = subprocess.Popen([sys.executable, "-c", boot], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        worker = _Worker(
+            process,
+            Connection(os.dup(process.stdin.fileno()), readable=False),
+            Connection(os.dup(process.stdout.fileno()), writable=False),
         )
-        worker = _Worker(process, ours)
+        process.stdin.close()
+        process.stdout.close()
         try:
-            process.start()
-            theirs.close()
-            if ours.poll(self.config.start_seconds):
-                ours.recv_bytes()  # "ready"
+            worker.tasks.send_bytes(pickle.dumps(self.config))
+            if worker.replies.poll(self.config.start_seconds):
+                worker.replies.recv_bytes()  # "ready"
                 return worker
         except (EOFError, OSError):
             pass
@@ -303,11 +324,12 @@ class WorkerPool:
 
 
 def _stop(worker: _Worker) -> None:
-    """Kill a worker's process (if it was started) and reap it, without blocking the caller for long."""
-    worker.conn.close()
-    if worker.process.pid is not None:
-        worker.process.kill()
-        worker.process.join(timeout=5)
+    """Kill a worker's process (it may be stuck) and reap it."""
+    worker.tasks.close()
+    worker.replies.close()
+    worker.process.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        worker.process.wait(timeout=5)
 
 
 _DEFAULT: WorkerPool | None = None
@@ -320,6 +342,7 @@ def default_pool() -> WorkerPool:
     with _DEFAULT_LOCK:
         if _DEFAULT is None:
             _DEFAULT = WorkerPool()
+            atexit.register(_DEFAULT.close)  # workers would leave on their own (stdin closes), but reaped is tidier
         return _DEFAULT
 
 
