@@ -38,6 +38,16 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 _OK, _ERROR, _OUT_OF_MEMORY = "ok", "error", "out of memory"
 _IN_WORKER = False  # set in worker processes: calls made there run directly
+# A worker's first lines: this module alone, by its file, so that a worker that preloads nothing starts in a blink
+# (importing the vision_core package would import torch and everything else); the package finds it there later.
+_BOOT = """
+import importlib.util, sys
+sys.path[:0] = {path!r}
+spec = importlib.util.spec_from_file_location({name!r}, {file!r})
+sandbox = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sandbox)
+sandbox.worker_main()
+"""
 _START_ATTEMPTS = 5
 
 
@@ -76,8 +86,8 @@ class Limits:
 class PoolConfig:
     workers: int = 2
     kept_for_light: int = 1  # heavy calls never hold these workers
-    threads: int = 1  # torch threads per worker
-    preload: tuple[str, ...] = ("vision_core",)  # imported by each worker at its start
+    threads: int = 1  # torch (OpenMP) threads per worker
+    preload: tuple[str, ...] = ("vision_core",)  # imported by each worker at its start, before it is ready
     start_seconds: float = 180.0  # a start imports torch: slow on a busy machine
 
     def __post_init__(self) -> None:
@@ -145,12 +155,11 @@ def _serve(tasks: Connection, replies: Connection) -> None:
     global _IN_WORKER
     _IN_WORKER = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C on the server is the server's to handle
-    config: PoolConfig = pickle.loads(tasks.recv_bytes())
-    import torch
-
-    torch.set_num_threads(config.threads)
-    for name in config.preload:
+    preload, threads = pickle.loads(tasks.recv_bytes())  # plain data: unpickling a PoolConfig would import vision_core
+    for name in preload:
         importlib.import_module(name)
+    if "torch" in sys.modules:  # else OMP_NUM_THREADS, set at the start, holds when a call imports it
+        sys.modules["torch"].set_num_threads(threads)
     base = _memory_in_use()
     replies.send_bytes(pickle.dumps((_OK, os.getpid())))
     while True:
@@ -303,8 +312,14 @@ class WorkerPool:
 
     def _start_worker(self) -> _Worker | None:
         """A fresh interpreter running ``worker_main``, with this process's import path; None if it did not start."""
-        boot = f"import sys; sys.path[:0] = {sys.path!r}; from vision_core.sandbox import worker_main; worker_main()"
-        process = subprocess.Popen([sys.executable, "-c", boot], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        boot = _BOOT.format(path=sys.path, file=__file__, name=__name__)
+        threads = str(self.config.threads)
+        process = subprocess.Popen(
+            [sys.executable, "-c", boot],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads},
+        )
         worker = _Worker(
             process,
             Connection(os.dup(process.stdin.fileno()), readable=False),
@@ -313,7 +328,7 @@ class WorkerPool:
         process.stdin.close()
         process.stdout.close()
         try:
-            worker.tasks.send_bytes(pickle.dumps(self.config))
+            worker.tasks.send_bytes(pickle.dumps((self.config.preload, self.config.threads)))
             if worker.replies.poll(self.config.start_seconds):
                 worker.replies.recv_bytes()  # "ready"
                 return worker
