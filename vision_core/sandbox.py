@@ -12,7 +12,7 @@ worker has its own global state, torch's global random generator included, so no
 The function and its arguments travel by pickle (a module-level function, plain data, tensors, PIL images).
 Workers are forked from a "zygote": a fresh interpreter (``python -c``, started once) that imports
 ``PoolConfig.preload`` (torch, vision_core: seconds) and then forks a worker on each request, so a worker starts
-in milliseconds and shares those imports' memory with the others (~50 MB of its own instead of ~450 MB). This is
+in ~50 ms and shares those imports' memory (a worker dirtied 10-20 MB of its own here, not 460 MB). This is
 ``multiprocessing``'s forkserver in small, without one trait of it: multiprocessing re-runs the parent's
 ``__main__`` in every child, and under Streamlit ``__main__`` is the app script itself (its script runner installs
 it), so each worker would have run the whole app. Unix only (fork, and file descriptors passed over a socket).
