@@ -180,10 +180,14 @@ if spec is not None and image is not None:
     )  # fmt: skip
     try:
         start = time.perf_counter()
-        samples = preview(image, spec, grid * grid, int(seed))
+        with st.spinner("Computing the preview (the first one after the server starts also starts its workers)…"):
+            samples = preview(image, spec, grid * grid, int(seed))
         seconds = time.perf_counter() - start
         show_grid(samples, grid, is_digit)
-        st.caption(f"{grid * grid} samples in {seconds * 1000:.0f} ms. The same seed always gives the same grid.")
+        st.caption(
+            f"{grid * grid} samples in {seconds * 1000:.0f} ms. The same seed always gives the same grid, and the "
+            "exported code's sample(image, seed, i) redoes any one of them."
+        )
     except AugmentError as error:
         st.error(str(error))
     else:

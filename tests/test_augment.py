@@ -3,9 +3,14 @@ torchvision's, the shipped preset against DigitAugment, the robustness probe, an
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,24 +22,31 @@ from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from vision_core import augment_kernels as K
+from vision_core import sandbox
 from vision_core.augment import (
     CATALOGUE,
+    CIFAR10_COURSE_PRESET,
+    MAX_SAMPLES,
     MAX_STEPS,
     PRESETS,
+    PREVIEW_LIMITS,
     SHIPPED_DIGIT_PRESET,
     AugmentError,
     PipelineSpec,
     Step,
     batch_augment,
     build_pipeline,
+    check_preview,
     default_params,
     intermediates,
     list_sample_photos,
     pipeline_to_code,
     preview,
     preview_batch,
+    preview_cost,
     probe_images,
     robustness_curve,
+    sample_seed,
     spec_from_json,
     spec_to_json,
     to_pil,
@@ -157,10 +169,14 @@ def test_a_step_too_large_for_the_image_names_the_step(digit):
 
 
 def test_exported_transforms_validate_their_arguments():
-    from vision_core.augment import StrokeThickness
+    from vision_core.augment import DigitWarp, StrokeThickness
 
-    with pytest.raises(AugmentError, match="max_thicker must be at least 0"):
+    with pytest.raises(ValueError, match="max_thicker must be at least 0"):
         StrokeThickness(max_thicker=-1.0)
+    with pytest.raises(ValueError, match="thicker \\+ thinner must be at most 1"):
+        StrokeThickness(thicker=0.7, thinner=0.6)
+    with pytest.raises(ValueError, match="scale must be a range"):
+        DigitWarp(scale=(0.0, 1.0))
 
 
 def test_preview_rejects_bad_requests(digit):
@@ -190,13 +206,69 @@ def test_exported_code_reproduces_the_preview(spec_name, source, digit, photo):
     spec = every_transform_spec(source == "digit") if spec_name == "every transform" else PRESETS[spec_name]
     namespace: dict = {}
     exec(pipeline_to_code(spec), namespace)  # the exported text is runnable Python on its own
-    pipeline = namespace["pipeline"]
-    assert repr(pipeline) == repr(build_pipeline(spec))
+    assert repr(namespace["pipeline"]) == repr(build_pipeline(spec))
 
-    torch.manual_seed(5)
-    exported = [to_pil(pipeline(image)) for _ in range(3)]
+    exported = [to_pil(namespace["sample"](image, 5, i)) for i in range(3)]
     for ours, theirs in zip(preview(image, spec, n=3, seed=5), exported, strict=True):
         assert np.array_equal(pixels(ours), pixels(theirs))
+
+
+# Runs exported pipelines where vision_core cannot be imported: `python -I` (no PYTHONPATH, no script folder on
+# sys.path) in a temporary folder. Prints nothing; writes each case's grid as 8-bit pixels, as the lab shows them.
+EXPORT_RUNNER = """
+import json
+import numpy as np
+import torch
+from PIL import Image
+
+try:
+    import vision_core
+except ImportError:
+    pass
+else:
+    raise SystemExit("vision_core is importable here: the test would prove nothing")
+for case in json.load(open("cases.json")):
+    namespace = {}
+    exec(open(case["code"]).read(), namespace)
+    image = Image.open(case["image"]) if case["image"].endswith(".png") else torch.from_numpy(np.load(case["image"]))
+    grid = []
+    for index in range(case["n"]):
+        x = namespace["sample"](image, case["seed"], index)
+        if isinstance(x, torch.Tensor):
+            x = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            x = x[..., 0] if x.shape[-1] == 1 else x
+        grid.append(np.asarray(x))
+    np.save(case["out"], np.stack(grid))
+"""
+
+
+def test_exported_code_runs_with_torchvision_alone_and_gives_the_lab_grid(tmp_path, digit, photo):
+    cases = [
+        ("shipped", SHIPPED_DIGIT_PRESET, "digit"),
+        ("stronger", PRESETS["Stronger digit training"], "digit"),
+        ("every-digit", every_transform_spec(True), "digit"),
+        ("every-photo", every_transform_spec(False), "photo"),
+        ("imagenet", PRESETS["ImageNet-style photo training"], "photo"),
+        ("cifar", CIFAR10_COURSE_PRESET, "photo"),
+    ]
+    np.save(tmp_path / "digit.npy", digit.numpy())
+    photo.save(tmp_path / "photo.png")
+    listed = []
+    for name, spec, source in cases:
+        code = pipeline_to_code(spec)
+        assert "vision_core" not in code
+        (tmp_path / f"{name}.py").write_text(code)
+        image = "digit.npy" if source == "digit" else "photo.png"
+        listed.append({"code": f"{name}.py", "image": image, "n": 4, "seed": 12, "out": f"{name}.npy"})
+    (tmp_path / "cases.json").write_text(json.dumps(listed))
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", EXPORT_RUNNER], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name, spec, source in cases:
+        exported = np.load(tmp_path / f"{name}.npy")
+        ours = np.stack([pixels(im) for im in preview(digit if source == "digit" else photo, spec, n=4, seed=12)])
+        assert np.array_equal(ours, exported), name
 
 
 def test_json_round_trips():
@@ -242,13 +314,142 @@ def test_the_same_seed_gives_the_same_grid_and_leaves_the_global_rng_alone(digit
     ]
 
 
-@pytest.mark.parametrize("index", [0, 2])
+@pytest.mark.parametrize("index", [0, 2, MAX_SAMPLES - 1])
 def test_step_by_step_ends_at_that_sample_of_the_grid(index, digit):
     spec = PRESETS["Stronger digit training"]
     shots = intermediates(digit, spec, seed=3, index=index)
     assert [s.title for s in shots] == ["input"] + [f"{i}. {s.info.title}" for i, s in enumerate(spec.steps, 1)]
     assert np.array_equal(pixels(shots[0].image), pixels(to_pil(digit)))
     assert np.array_equal(pixels(shots[-1].image), pixels(preview(digit, spec, n=index + 1, seed=3)[index]))
+
+
+def test_step_by_step_redoes_one_sample_without_the_ones_before_it(photo):
+    spec = PRESETS["ImageNet-style photo training"]
+    one = preview_cost(photo, spec, samples=1, stages=True)
+    grid = preview_cost(photo, spec, samples=MAX_SAMPLES)
+    assert one.seconds < grid.seconds / 20  # sample 64 costs one sample, not 64
+    torch.manual_seed(sample_seed(3, MAX_SAMPLES - 1))  # what exported code's sample(image, 3, 63) does
+    expected = build_pipeline(spec)(photo)
+    assert np.array_equal(pixels(intermediates(photo, spec, 3, MAX_SAMPLES - 1)[-1].image), pixels(expected))
+
+
+# --- Bounds: every preview request is refused or bounded ------------------------------------------------------------
+
+ISSUE_PIPELINE = '{"steps": [{"name": "Resize", "params": {"size": 4096}}, {"name": "GaussianBlur", "params": {"kernel_size": 101, "sigma": [50, 50]}}]}'
+
+
+def test_the_issues_pipeline_is_refused_at_once_while_a_digit_preview_answers(digit):
+    """Issue 10: this took 96 s and 4.4 GB for one sample, and held up every other session's preview."""
+    sample_photo = make_photo(512, 512)
+    assert sandbox.default_pool().wait_for_workers()  # their start imports torch: seconds
+    results: dict[str, tuple[float, object]] = {}
+
+    def timed(name: str, call) -> None:
+        start = time.perf_counter()
+        try:
+            outcome = call()
+        except AugmentError as error:
+            outcome = error
+        results[name] = (time.perf_counter() - start, outcome)
+
+    threads = [
+        threading.Thread(target=timed, args=("hostile", lambda: preview(sample_photo, spec_from_json(ISSUE_PIPELINE)))),
+        threading.Thread(target=timed, args=("digit", lambda: preview(digit, SHIPPED_DIGIT_PRESET, n=9, seed=4))),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    seconds, refusal = results["hostile"]
+    assert isinstance(refusal, AugmentError) and seconds < 2.0
+    assert "step 1 (Resize) makes 4096 × 4096 images" in str(refusal) and "lower its size to 2048 or less" in str(
+        refusal
+    )
+    seconds, samples = results["digit"]
+    assert len(samples) == 9 and seconds < 0.5
+
+
+def test_a_runaway_preview_is_stopped_at_its_time_limit_and_never_holds_up_a_digit_preview(digit):
+    photo = make_photo(1024, 768)
+    heavy = PipelineSpec((Step("GaussianBlur", {"kernel_size": 51, "sigma": (20.0, 20.0)}),))  # ~1 s per sample here
+    with pytest.raises(AugmentError, match="lower its kernel_size"):
+        check_preview(photo, heavy)  # the estimate refuses it; lifted, only the time limit is left to stop it
+    unestimated = dataclasses.replace(PREVIEW_LIMITS, max_estimated_seconds=math.inf, seconds=2.0)
+    assert sandbox.default_pool().wait_for_workers()
+    outcome: dict[str, object] = {}
+
+    def run_heavy() -> None:
+        start = time.perf_counter()
+        with pytest.raises(AugmentError) as caught:
+            preview(photo, heavy, n=9, limits=unestimated)
+        outcome.update(error=str(caught.value), seconds=time.perf_counter() - start)
+
+    heavy_thread = threading.Thread(target=run_heavy)
+    heavy_thread.start()
+    time.sleep(0.5)  # the heavy preview is in its worker by now
+    start = time.perf_counter()
+    samples = preview(digit, SHIPPED_DIGIT_PRESET, n=9, seed=2)
+    digit_seconds, heavy_still_running = time.perf_counter() - start, heavy_thread.is_alive()
+    heavy_thread.join(30)
+    assert len(samples) == 9 and digit_seconds < 0.5 and heavy_still_running
+    assert "ran past 2 s and was stopped" in outcome["error"] and outcome["seconds"] < 2.0 + 3.0
+    assert len(preview(photo, PRESETS["ImageNet-style photo training"], n=4)) == 4  # a fresh worker took over
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the memory limit is RLIMIT_DATA, enforced on Linux")
+def test_a_preview_over_its_memory_limit_is_stopped_with_a_clear_message():
+    photo = make_photo(1024, 768)
+    spec = PipelineSpec((Step("Resize", {"size": 1536}), Step("GaussianNoise")))  # 2048 x 1536 in float: 38 MB
+    with pytest.raises(AugmentError, match="needed more than 64 MB and was stopped"):
+        preview(photo, spec, n=2, limits=dataclasses.replace(PREVIEW_LIMITS, memory_mb=64))
+    assert len(preview(photo, spec, n=2)) == 2
+
+
+@pytest.mark.parametrize(
+    ("size", "steps", "samples", "message"),
+    [
+        ((512, 512), [Step("Resize", {"size": 4096})], 9, "step 1 (Resize) makes 4096 × 4096 images (16.8 MP), over the lab's 4.2 MP per image (2048 × 2048): lower its size to 2048 or less"),
+        ((1024, 768), [Step("RandomHorizontalFlip"), Step("Resize", {"size": 4096})], 9, "step 2 (Resize) makes 5461 × 4096 images (22.4 MP), over the lab's 4.2 MP per image (2048 × 2048): lower its size to 1773 or less"),
+        ((512, 512), [Step("RandomCrop", {"size": 512, "padding": 1000})], 9, "step 1 (Random crop (with padding)) makes 2512 × 2512 images (6.3 MP), over the lab's 4.2 MP per image (2048 × 2048): lower its padding to 768 or less"),
+        ((512, 512), [Step("RandomResizedCrop", {"size": 3000})], 1, "lower its size to 2048 or less"),
+        ((3000, 2000), [], 1, "the image is 3000 × 2000 (6.0 MP), over the lab's 4.2 MP per image (2048 × 2048): make it smaller first"),
+        ((512, 512), [Step("RandomResizedCrop", {"size": 1100})], 36, "the preview would send back 36 images of 43.6 MP together, over the lab's 16.8 MP: use fewer samples or smaller images"),
+        ((1024, 768), [Step("GaussianBlur", {"kernel_size": 101})], 9, "step 1 (Gaussian blur) takes the longest: lower its kernel_size (the time grows with its square), or use fewer samples"),
+        ((1024, 768), [Step("ElasticTransform", {"sigma": 50.0})], 1, "step 1 (Elastic distortion) takes the longest: lower its sigma"),
+        ((1024, 768), [Step("GaussianNoise")] * 32, 36, "step 1 (Gaussian noise) takes the longest: put a crop or a resize before it, or use fewer samples"),
+    ],
+)  # fmt: skip
+def test_requests_over_a_limit_are_refused_before_any_work_saying_what_to_lower(size, steps, samples, message):
+    photo, spec = make_photo(*size), PipelineSpec(tuple(steps))
+    with pytest.raises(AugmentError) as caught:
+        check_preview(photo, spec, samples=samples)
+    assert message in str(caught.value)
+    advice = re.search(r"step (\d+) .* lower its (\w+) to (\d+) or less", str(caught.value))
+    if advice:  # the advice is right: at that value the sizes are within the limit
+        number, name, value = int(advice[1]), advice[2], int(advice[3])
+        step = steps[number - 1]
+        fixed = PipelineSpec(tuple(steps[: number - 1]) + (Step(step.name, {**step.values, name: value}),))
+        width, height = preview_cost(photo, fixed, samples).largest_image
+        assert width * height <= PREVIEW_LIMITS.max_image_pixels
+        bigger = PipelineSpec(tuple(steps[: number - 1]) + (Step(step.name, {**step.values, name: value + 1}),))
+        width, height = preview_cost(photo, bigger, samples).largest_image
+        assert width * height > PREVIEW_LIMITS.max_image_pixels
+
+
+def test_the_estimate_follows_sizes_and_kernels_and_each_catalogue_step_has_one(photo, digit):
+    for name in CATALOGUE:
+        cost = preview_cost(photo, PipelineSpec((Step(name, default_params(name), p=1.0),)))
+        assert cost.costliest_step == 1 and cost.seconds > 0
+    blur = [
+        preview_cost(photo, PipelineSpec((Step("GaussianBlur", {"kernel_size": k}),))).seconds for k in (3, 31, 101)
+    ]
+    assert blur == sorted(blur) and blur[2] > 30 * blur[0]  # a full k x k kernel: the time grows with k squared
+    assert preview_cost(make_photo(640, 480), PRESETS["Empty"], 9).seconds == pytest.approx(
+        4 * preview_cost(make_photo(320, 240), PRESETS["Empty"], 9).seconds
+    )
+    cost = preview_cost(digit, SHIPPED_DIGIT_PRESET, 36)
+    assert cost.seconds < PREVIEW_LIMITS.light_seconds  # digit grids always take the worker kept for small requests
+    assert cost.result_images == 36 and cost.largest_image == (28, 28)
 
 
 # --- Batched kernels (what training uses) ---------------------------------------------------------------------------
@@ -260,7 +461,7 @@ def test_the_shipped_preset_is_digit_augment_bit_for_bit(mnist, digit):
         ours = batch_augment(SHIPPED_DIGIT_PRESET)(x, torch.Generator().manual_seed(seed))
         assert torch.equal(ours, DigitAugment()(x, torch.Generator().manual_seed(seed)))
     # The per-image pipeline (preview, exported code) draws the same numbers from torch's global RNG.
-    torch.manual_seed(11)
+    torch.manual_seed(sample_seed(11, 0))
     expected = DigitAugment()(digit[None])[0]
     assert np.array_equal(pixels(preview(digit, SHIPPED_DIGIT_PRESET, n=1, seed=11)[0]), pixels(to_pil(expected)))
     batched = preview_batch(digit, SHIPPED_DIGIT_PRESET, n=4, seed=2)
@@ -369,6 +570,107 @@ def test_batch_augment_keeps_the_training_size(digit):
         batch_augment(PipelineSpec((Step("Resize", {"size": 14}, p=0.5),)), keep_size=False)(digit[None])
     with pytest.raises(AugmentError, match="float batch"):
         batch_augment(SHIPPED_DIGIT_PRESET)(torch.zeros(2, 28, 28))
+
+
+# --- CIFAR-10: (B, 3, 32, 32) batches through every batched kernel -----------------------------------------------------
+
+CIFAR_PARAMS = {  # sizes for 32 x 32 images; everything else at the catalogue's photo defaults
+    "Resize": {"size": 32},
+    "RandomCrop": {"size": 32, "padding": 4},
+    "RandomResizedCrop": {"size": 32},
+}
+# Parameters that pin every random draw, so that the batch must equal torchvision's per-image result.
+PINNED = {
+    "Resize": ({"size": 24}, 1.0),
+    "RandomRotation": ({"degrees": (30.0, 30.0)}, 1.0),
+    "RandomHorizontalFlip": ({}, 1.0),
+    "RandomVerticalFlip": ({}, 1.0),
+    "RandomCrop": ({"size": 40, "padding": 4, "padding_mode": "reflect"}, 1.0),  # one place to cut from
+    "RandomResizedCrop": ({"size": 48, "scale": (1.0, 1.0), "ratio": (1.0, 1.0)}, 1.0),  # the whole image, enlarged
+    "RandomAffine": ({"degrees": (10.0, 10.0), "translate_x": 0.0, "translate_y": 0.0, "scale": (1.2, 1.2), "shear": (5.0, 5.0)}, 1.0),
+    "GaussianBlur": ({"sigma": (1.5, 1.5)}, 1.0),
+    "RandomInvert": ({}, 1.0),
+    "RandomGrayscale": ({}, 1.0),
+    "ColorJitter": ({"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0}, 1.0),
+    "GaussianNoise": ({"sigma": 0.0}, 1.0),
+    "RandomPerspective": ({"distortion_scale": 0.0}, 1.0),
+    "ElasticTransform": ({"alpha": 0.0}, 1.0),
+    "RandomErasing": ({}, 0.0),
+    "DigitWarp": ({"degrees": 0.0, "translate": 0.0, "scale": (1.2, 1.2), "shear": 0.0}, 1.0),
+    "StrokeThickness": ({"thicker": 0.0, "thinner": 0.0}, 1.0),
+}  # fmt: skip
+
+
+def cifar_like(n: int, seed: int = 0) -> torch.Tensor:
+    """(n, 3, 32, 32) colour images with structure: smooth colour fields plus a bright square, no two alike."""
+    gen = torch.Generator().manual_seed(seed)
+    fields = torch.nn.functional.interpolate(torch.rand(n, 3, 4, 4, generator=gen), size=32, mode="bilinear")
+    square = torch.zeros(n, 1, 32, 32)
+    for i, (top, left) in enumerate(torch.randint(0, 24, (n, 2), generator=gen).tolist()):
+        square[i, :, top : top + 8, left : left + 8] = 1
+    return (0.8 * fields + 0.2 * square + 0.02 * torch.rand(n, 3, 32, 32, generator=gen)).clamp(0, 1)
+
+
+def test_every_catalogue_transform_has_pinned_cifar_parameters():
+    assert set(PINNED) == set(CATALOGUE)
+
+
+@pytest.mark.parametrize("name", list(CATALOGUE))
+def test_every_batched_kernel_works_on_cifar_batches(name):
+    x = cifar_like(1).expand(32, 3, 32, 32).contiguous()  # one image, 32 times: the draws must differ per sample
+    step = Step(
+        name, {**default_params(name), **CIFAR_PARAMS.get(name, {})}, p=0.5 if CATALOGUE[name].native_p else 0.7
+    )
+    out = batch_augment(PipelineSpec((step,)))(x, torch.Generator().manual_seed(0))  # keeps the size, or refuses
+    assert out.shape == (32, 3, 32, 32) and torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    assert len({o.numpy().tobytes() for o in out}) > 1 or name == "Resize"  # Resize to the same size: a no-op
+    if name == "RandomGrayscale":  # the samples it turned grey have three equal channels
+        grey = out[(out != x).flatten(1).any(1)]
+        assert len(grey) > 0 and torch.equal(grey[:, 0], grey[:, 1]) and torch.equal(grey[:, 1], grey[:, 2])
+    if name == "ColorJitter":  # hue turns colours: each sample's channels change differently, not all alike
+        assert (out - x).abs().std(dim=(2, 3)).std(dim=1).max() > 0.01
+
+    pinned = PipelineSpec((Step(name, *PINNED[name]),))
+    batch = cifar_like(6, seed=1)
+    ours = batch_augment(pinned, keep_size=False)(batch, torch.Generator().manual_seed(0))
+    pipeline = build_pipeline(pinned)
+    theirs = torch.stack([pipeline(image).as_subclass(torch.Tensor) for image in batch])
+    torch.testing.assert_close(ours, theirs, atol=2e-5, rtol=0)
+
+
+def test_the_cifar_preset_is_the_courses_crop_and_flip():
+    from torchvision.transforms import v2
+
+    course = v2.Compose([v2.RandomHorizontalFlip(), v2.RandomCrop(32, padding=4)])
+    ours, image = build_pipeline(CIFAR10_COURSE_PRESET), cifar_like(1)[0]
+    for seed in range(20):  # per image: the very same draws and pixels as the course's transform
+        torch.manual_seed(seed)
+        expected = course(image)
+        torch.manual_seed(seed)
+        assert torch.equal(ours(image), expected)
+
+    x = cifar_like(200)
+    out = batch_augment(CIFAR10_COURSE_PRESET)(x, torch.Generator().manual_seed(0))  # training: the whole batch at once
+    padded = torch.nn.functional.pad(x, [4, 4, 4, 4])
+    cuts = [(top, left, flip) for flip in (False, True) for top in range(9) for left in range(9)]
+
+    mirrored = padded.flip(-1)
+
+    def cut(top: int, left: int, flip: bool) -> torch.Tensor:  # the window at (top, left), mirrored if flip
+        return (
+            mirrored[..., top : top + 32, 8 - left : 40 - left]
+            if flip
+            else padded[..., top : top + 32, left : left + 32]
+        )
+
+    found = torch.full((len(x),), -1)
+    for k, place in enumerate(cuts):  # every place to cut from, mirrored or not: a sparse look at all samples at once
+        hit = (out[..., ::5, ::5] == cut(*place)[..., ::5, ::5]).flatten(1).all(1)
+        found = torch.where(hit & (found < 0), k, found)
+    assert (found >= 0).all(), "a sample is no padded crop of its image, flipped or not"
+    assert all(torch.equal(out[i], cut(*cuts[k])[i]) for i, k in enumerate(found.tolist()))  # every pixel
+    places, flips = {cuts[k][:2] for k in found.tolist()}, sum(cuts[k][2] for k in found.tolist())
+    assert len(places) > 60 and 0.4 < flips / len(x) < 0.6  # most of the 81 offsets, half of the samples flipped
 
 
 # --- Robustness probe -----------------------------------------------------------------------------------------------
@@ -573,3 +875,16 @@ def test_page_stops_adding_steps_at_the_limit():
     by_label(at.button, "Load JSON").click().run()
     assert not at.exception and len(at.session_state["aug_steps"]) == MAX_STEPS
     assert by_label(at.button, "Add step").disabled
+
+
+def test_page_refuses_the_issues_pipeline_saying_what_to_lower_and_goes_on():
+    at = open_lab()
+    sources = ["MNIST test digit"] + (["Sample photo"] if list_sample_photos() else [])
+    for source in sources:
+        at.radio[0].set_value(source).run()
+        at.text_area[0].set_value(ISSUE_PIPELINE)
+        by_label(at.button, "Load JSON").click().run()
+        assert not at.exception
+        assert any("step 1 (Resize) makes" in e.value and "lower its size to" in e.value for e in at.error), source
+        by_label(at.button, "Use preset").click().run()  # the shipped digit preset: previews again
+        assert not at.exception and not at.error and len(at.get("image")) >= 1 + 9

@@ -8,6 +8,8 @@ Entry points, each the exact core path its page runs:
 - ``digit``: Draw page upload: ``load_image(max_side=DIGIT_MAX_SIDE, matte="contrast")`` then ``predict_digits`` with every digit model;
 - ``augment``: Augmentation lab source: ``load_image(max_side=PREVIEW_MAX_SIDE)`` then ``preview`` with the photo preset;
 - ``json``: Augmentation lab "Import JSON": ``spec_from_json``;
+- ``pipeline``: what the lab does with an imported pipeline next: ``preview`` of a sample photo at the lab's size,
+  nine samples (pasted pipelines that would take minutes and gigabytes are refused, saying what to lower);
 - ``checkpoint``: Compare page "Import a run bundle": ``read_bundle`` (``import_run`` validates with it first).
 
 Each file gives a correct result (checked against what the file holds: a cat stays a cat, a 7 stays a 7, an
@@ -333,6 +335,7 @@ class Item:
     bundle: bool = False  # a valid run bundle for the checkpoint import
     bundle_message: str = ""  # refused by the checkpoint import: a phrase its message must contain
     json_message: str = ""
+    pipeline_message: str = ""  # a valid pipeline whose preview is refused: a phrase the message must contain
     tags: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -620,12 +623,48 @@ def _ink_on_transparent() -> Image.Image:
     return Image.fromarray(rgba, "RGBA")
 
 
+def hostile_pipelines() -> list[Item]:
+    """Valid pipelines, as a student might paste them, that would take minutes or gigabytes on a photo."""
+
+    def pipeline(*steps: tuple[str, dict]) -> Callable[[], bytes]:
+        return lambda: json.dumps({"steps": [{"name": name, "params": params} for name, params in steps]}).encode()
+
+    blur_101 = ("GaussianBlur", {"kernel_size": 101, "sigma": [50, 50]})
+    return [
+        # Issue 10: 96 s and 4.4 GB for one sample, while every other session's preview waited.
+        Item("issue-10-resize-4096-blur-101.json", pipeline(("Resize", {"size": 4096}), blur_101), json=True,
+             pipeline_message="step 1 (Resize) makes 4096 × 4096 images"),
+        Item("resize-2048-blur-101.json", pipeline(("Resize", {"size": 2048}), blur_101), json=True,
+             pipeline_message="lower its kernel_size"),
+        Item("blur-101-times-32.json", pipeline(*[blur_101] * 32), json=True, pipeline_message="lower its kernel_size"),
+        Item("elastic-sigma-50.json", pipeline(("ElasticTransform", {"sigma": 50.0})), json=True,
+             pipeline_message="lower its sigma"),
+        Item("crop-4096-padding-1024.json", pipeline(("RandomCrop", {"size": 4096, "padding": 1024})), json=True,
+             pipeline_message="lower its size to 2048 or less and its padding to 768 or less"),
+        Item("crop-padding-1024.json", pipeline(("RandomCrop", {"size": 512, "padding": 1024})), json=True,
+             pipeline_message="lower its padding to 768 or less"),
+        Item("resized-crop-4096.json", pipeline(("RandomResizedCrop", {"size": 4096})), json=True,
+             pipeline_message="lower its size to 2048 or less"),
+        Item("resize-up-down-32-times.json", pipeline(*[("Resize", {"size": 2048}), ("Resize", {"size": 64})] * 16),
+             json=True, pipeline_message="takes the longest"),
+        Item("noise-32-times.json", pipeline(*[("GaussianNoise", {})] * 32), json=True, pipeline_message="estimated"),
+        Item("rotations-32-times.json", pipeline(*[("RandomRotation", {"degrees": [-180, 180]})] * 32), json=True,
+             pipeline_message="estimated"),
+        Item("rotations-8-times.json", pipeline(*[("RandomRotation", {"degrees": [-180, 180]})] * 8), json=True),
+        Item("resize-2048.json", pipeline(("Resize", {"size": 2048})), json=True, pipeline_message="send back"),
+        Item("resize-1024.json", pipeline(("Resize", {"size": 1024})), json=True),
+    ]  # fmt: skip
+
+
 def json_items() -> list[Item]:
     valid = augment_json(PRESETS["Stronger digit training"])
     step = '{"steps": [{"name": "GaussianBlur", %s}]}'
     return [
-        Item("pipeline.json", lambda: valid.encode(), json=True),
-        Item("pipeline-utf16.json", lambda: valid.encode("utf-16"), json=True),
+        # The stronger digit preset: nine samples of its elastic step on a photo are over the lab's time estimate.
+        Item("pipeline.json", lambda: valid.encode(), json=True, pipeline_message="lower its sigma"),
+        Item("pipeline-utf16.json", lambda: valid.encode("utf-16"), json=True, pipeline_message="lower its sigma"),
+        Item("photo-pipeline.json", lambda: augment_json(PRESETS["ImageNet-style photo training"]).encode(), json=True),
+        *hostile_pipelines(),
         Item("deeply-nested.json", lambda: b"[" * 50_000 + b"]" * 50_000, json_message="not valid JSON"),
         Item(
             "deeply-nested-steps.json",
@@ -957,6 +996,17 @@ def json_entry(item: Item, data: bytes) -> str:
     return f"{len(spec.steps)} steps"
 
 
+@functools.cache
+def lab_photo() -> Image.Image:
+    return load_image(SAMPLES / "astronaut.png", max_side=PREVIEW_MAX_SIDE)  # 512 x 512, as the lab shows it
+
+
+def pipeline_entry(item: Item, data: bytes) -> str:
+    samples = preview(lab_photo(), spec_from_json(data), n=9, seed=0)  # as the lab, once the pipeline is loaded
+    assert len(samples) == 9 and all(isinstance(s, Image.Image) for s in samples)
+    return f"{len(samples)} samples of {samples[0].width} × {samples[0].height}"
+
+
 def checkpoint_entry(item: Item, data: bytes) -> str:
     loaded = read_bundle(data)
     model = build_model(loaded.card.architecture, LeNetConfig(channels=(4, 8), hidden=(32, 16)))
@@ -971,6 +1021,7 @@ ENTRIES: dict[str, tuple[Callable[[Item, bytes], str], tuple[type[ValueError], .
     "digit": (digit_entry, (ImageError, EmptyDrawingError)),
     "augment": (augment_entry, (ImageError, AugmentError)),
     "json": (json_entry, (AugmentError,)),
+    "pipeline": (pipeline_entry, (AugmentError,)),
     "checkpoint": (checkpoint_entry, (CheckpointError,)),
 }
 
@@ -979,6 +1030,10 @@ def expectation(entry: str, item: Item) -> tuple[str, str]:
     """(OK / REFUSED / EITHER, a phrase the refusal must contain) for ``item`` at ``entry``."""
     if entry == "json":
         return (OK, "") if item.json else (REFUSED, item.json_message)
+    if entry == "pipeline":
+        if item.json:
+            return (REFUSED, item.pipeline_message) if item.pipeline_message else (OK, "")
+        return REFUSED, item.json_message
     if entry == "checkpoint":
         return (OK, "") if item.bundle else (REFUSED, item.bundle_message)
     if item.json or item.bundle or item.name.endswith((".json", ".zip", ".safetensors", ".pt", ".pkl")):
@@ -1049,6 +1104,7 @@ def warm_up() -> None:
     for entry in ("photo", "digit", "augment"):
         measure(entry, CORPUS["cat.jpg"], data_of("cat.jpg"))
     measure("json", CORPUS["pipeline.json"], data_of("pipeline.json"))
+    measure("pipeline", CORPUS["photo-pipeline.json"], data_of("photo-pipeline.json"))  # starts the preview workers
     measure("checkpoint", CORPUS["run-bundle.zip"], data_of("run-bundle.zip"))
 
 

@@ -3,7 +3,8 @@
 A ``PipelineSpec`` (a frozen, JSON-able list of ``Step``s) is the one preset. It becomes
 
 - ``build_pipeline(spec)``: a torchvision ``v2.Compose`` for single images: the lab's previews, photos,
-  and the code that ``pipeline_to_code`` exports (the same objects, so exported code reproduces a preview);
+  and the code that ``pipeline_to_code`` exports (the same objects, so exported code reproduces a preview;
+  it needs torchvision alone, carrying ``standalone_transforms`` along for the two digit transforms);
 - ``batch_augment(spec)``: a callable over whole (B, C, H, W) batches on any device, each sample with
   its own random parameters: what training uses (tens of thousands of digits per second on a CPU).
 
@@ -11,32 +12,41 @@ Both read the same parameters with the same meaning, and the tests hold each bat
 torchvision kernel at fixed parameters. ``SHIPPED_DIGIT_PRESET`` is ``DigitAugment`` (what trained the
 shipped models) in spec form; its batched version reproduces ``DigitAugment`` bit for bit.
 
+Previews (``preview``, ``intermediates``, ``preview_batch``) serve a shared class server, so each is bounded:
+``check_preview`` estimates the sizes and the time from the image's size and the parameters and refuses,
+saying what to lower, a request over ``PREVIEW_LIMITS``; what passes runs in a ``vision_core.sandbox`` worker
+process under a time and a memory limit. A worker has its own global random generator, which torchvision's
+random transforms draw from, so no lock is held across a preview; each sample is seeded on its own
+(``sample_seed``), so step by step redoes one sample without replaying the ones before it.
+
 The robustness probe sweeps one transform over a range and records each digit model's confidence.
 """
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 import math
 import numbers
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pandas as pd
 import torch
 from PIL import Image
 from torch import nn
-from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from vision_core import augment_kernels as kernels
+from vision_core import sandbox
+from vision_core import standalone_transforms as standalone
 from vision_core.augment_kernels import Kernel
 from vision_core.data import DATA_DIR
-from vision_core.transforms import DigitAugment
+from vision_core.standalone_transforms import DigitWarp, StrokeThickness
+from vision_core.transforms import MNIST_SIZE, DigitAugment
 
 SAMPLES_DIR = DATA_DIR / "samples"
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -47,6 +57,7 @@ PREVIEW_MAX_SIDE = 1024  # photos in the lab: load_image(..., max_side=PREVIEW_M
 JSON_FORMAT = "vision-explorer/augmentation-pipeline"
 
 Tensor = torch.Tensor
+T = TypeVar("T")
 
 
 class AugmentError(ValueError):
@@ -434,6 +445,7 @@ PRESETS: dict[str, PipelineSpec] = {
             Step("RandomErasing", p=0.25),
         )
     ),
+    "CIFAR-10 training (the course's: horizontal flip, random crop with 4 px padding)": CIFAR10_COURSE_PRESET,
     "Empty": PipelineSpec(),
 }
 
@@ -492,55 +504,7 @@ def spec_from_json(text: str | bytes) -> PipelineSpec:
     return spec_from_dict(data)
 
 
-# --- Custom v2 transforms (digits): single images through the same kernels that training batches use ---------------
-
-
-class _KernelTransform(v2.Transform):
-    """A v2 transform that runs a batched kernel on one float image (C, H, W), drawing from torch's global RNG."""
-
-    name: str
-
-    def __init__(self, **params: Any) -> None:
-        super().__init__()
-        self.params = Step(self.name, params).values  # validated like any step
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if isinstance(inpt, Image.Image) or not torch.is_floating_point(inpt):
-            raise TypeError(
-                f"{self.name} needs a float image tensor: put v2.ToImage() and v2.ToDtype(torch.float32, scale=True) before it"
-            )
-        out = CATALOGUE[self.name].batched(inpt.as_subclass(torch.Tensor)[None], self.params, 1.0, None)[0]
-        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{key}={value!r}" for key, value in self.params.items())
-
-
-class StrokeThickness(_KernelTransform):
-    """Thicker or thinner strokes (3 x 3 dilation or erosion, blended by a random amount): a digit-only transform."""
-
-    name = "StrokeThickness"
-
-    def __init__(
-        self, thicker: float = 0.3, thinner: float = 0.2, max_thicker: float = 1.0, max_thinner: float = 0.6
-    ) -> None:
-        super().__init__(thicker=thicker, thinner=thinner, max_thicker=max_thicker, max_thinner=max_thinner)
-
-
-class DigitWarp(_KernelTransform):
-    """``DigitAugment``'s random rotation, shear, per-axis scale and pixel shift, for one image."""
-
-    name = "DigitWarp"
-
-    def __init__(
-        self,
-        degrees: float = 12.0,
-        translate: float = 2.0,
-        scale: tuple[float, float] = (0.85, 1.15),
-        shear: float = 12.0,
-    ) -> None:
-        super().__init__(degrees=degrees, translate=translate, scale=scale, shear=shear)
-
+# --- Custom v2 transforms (digits): in vision_core.standalone_transforms, which exported code carries along ----------
 
 _CUSTOM: dict[str, type[v2.Transform]] = {"StrokeThickness": StrokeThickness, "DigitWarp": DigitWarp}
 
@@ -616,48 +580,291 @@ def build_pipeline(spec: PipelineSpec) -> v2.Compose:
     return v2.Compose(transforms or [v2.Identity()])
 
 
+def _standalone_source() -> str:
+    """``standalone_transforms.py`` from its imports on: its module docstring is for the project, not the export."""
+    source = inspect.getsource(standalone)
+    tree = ast.parse(source)
+    first = tree.body[1] if ast.get_docstring(tree) else tree.body[0]
+    return "\n".join(source.splitlines()[first.lineno - 1 :]).rstrip()
+
+
 def pipeline_to_code(spec: PipelineSpec) -> str:
-    """Runnable Python that builds the same ``v2.Compose`` as ``build_pipeline(spec)``."""
+    """Runnable Python, needing only torch and torchvision, that builds the same ``v2.Compose`` as
+    ``build_pipeline(spec)`` and redoes any sample of the lab's grids: ``sample(image, seed, index)``."""
     calls = [call for calls in _plan(spec) for call in calls] or [_Call("v2.Identity")]
-    custom = sorted({target for call in calls for target in _targets(call)} & set(_CUSTOM))
+    custom = {target for call in calls for target in _targets(call)} & set(_CUSTOM)
     lines = [
-        '"""Augmentation pipeline exported from the Vision explorer\'s Augmentation lab."""',
+        '"""Augmentation pipeline exported from the Vision explorer\'s Augmentation lab (needs torch and torchvision).',
         "",
-        "import torch",
-        "from torchvision.transforms import v2",
+        "sample(image, seed, index) is sample `index` of the lab's preview grid for `seed`, pixel for pixel.",
+        '"""',
         "",
     ]
-    if custom:
-        lines[-1:] = ["", f"from vision_core.augment import {', '.join(custom)}", ""]
-    lines += ["pipeline = v2.Compose(", "    ["]
+    lines += [_standalone_source()] if custom else ["import torch", "from torchvision.transforms import v2"]
+    lines += ["", "", "pipeline = v2.Compose(", "    ["]
     lines += [f"        {_literal(call)}," for call in calls]
     lines += [
         "    ]",
         ")",
         "",
-        "# pipeline(image) takes a PIL image, or a (C, H, W) float tensor in [0, 1] such as an MNIST digit.",
-        "# Seed torch for repeatable samples: torch.manual_seed(0); samples = [pipeline(image) for _ in range(9)]",
+        "",
+        "def sample(image, seed, index):",
+        '    """Each sample of a grid has its own seed, so any one can be redone alone."""',
+        f"    torch.manual_seed({SEED_STRIDE} * seed + index)",
+        "    return pipeline(image)",
+        "",
+        "",
+        "# pipeline(image) takes a PIL image, or a (C, H, W) float tensor in [0, 1] such as an MNIST digit; the lab",
+        "# shows a float result x as the 8-bit pixels (x.clamp(0, 1) * 255).round().",
+        "# The lab's 3 x 3 grid for seed 0: grid = [sample(image, 0, i) for i in range(9)]",
     ]
     return "\n".join(lines) + "\n"
 
 
-# --- Previews ---------------------------------------------------------------------------------------------------
+# --- Bounds: what a preview may cost, known before any work ---------------------------------------------------------
 
-_RNG_LOCK = threading.Lock()  # v2 transforms draw from torch's global RNG, which every app session shares
+
+@dataclass(frozen=True)
+class PreviewLimits:
+    """What one preview request (a grid, one sample step by step, a batched grid) may cost.
+
+    Image sizes and the time estimate are checked before any work starts, with a message that says what to
+    lower; the time and memory limits then hold in the worker process that runs the request.
+    """
+
+    max_image_pixels: int = 2048 * 2048  # any image along the pipeline (the lab shows photos at 1024 px at most)
+    max_result_pixels: int = 16 * 1024 * 1024  # all the images one request sends back: 4 x 4 at 1024 x 1024
+    max_estimated_seconds: float = 2.0  # the whole request, estimated for one core of the project's CPU
+    seconds: float = 8.0  # wall-clock in the worker: the last line of defence, should the estimate be wrong
+    memory_mb: int = 1024  # what the worker may allocate for the request
+    wait_seconds: float = 10.0  # for a worker to come free
+    light_seconds: float = 0.25  # requests estimated under this may use the worker kept free for small ones
+
+
+PREVIEW_LIMITS = PreviewLimits()
+
+# Nanoseconds per value (pixel x channel) of the larger of a step's input and output, on a PIL image / a float
+# tensor: measured on the project's 2-core CPU with one thread, as the workers run them (`python
+# benchmarks/augment.py --calibrate` measures them again). Blurs add their kernels' taps (_NS_PER_*_TAP).
+_NS_PER_VALUE: dict[str, tuple[float, float]] = {
+    "Resize": (4, 17),
+    "RandomRotation": (10, 20),
+    "RandomHorizontalFlip": (0.5, 1),
+    "RandomVerticalFlip": (0.5, 1),
+    "RandomCrop": (0.5, 1),
+    "RandomResizedCrop": (3, 6),
+    "RandomAffine": (10, 21),
+    "RandomPerspective": (9, 16),
+    "ElasticTransform": (40, 40),
+    "ColorJitter": (13, 32),
+    "GaussianBlur": (44, 38),
+    "GaussianNoise": (47, 47),
+    "RandomErasing": (1, 1),
+    "RandomInvert": (0.5, 0.5),
+    "RandomGrayscale": (1.2, 1.2),
+    "StrokeThickness": (18, 18),
+    "DigitWarp": (12, 12),
+}
+_NS_PER_BLUR_TAP = 0.17  # torchvision blurs with a full k x k kernel: per value and tap
+_NS_PER_FIELD_TAP = 0.33  # ElasticTransform blurs two (H, W) displacement planes, k x k: per pixel, plane and tap
+_NS_PER_RESULT_VALUE = 2.0  # a result to 8-bit pixels, sent back
+
+
+@dataclass(frozen=True)
+class _StepEstimate:
+    size_in: tuple[int, int]  # (height, width)
+    size_out: tuple[int, int]
+    largest: tuple[int, int]  # (height, width) of the largest image it makes (a padded crop's is over its output's)
+    seconds: float  # one sample
+
+
+def _step_size(step: Step, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(height, width) after ``step``, and of the largest image it makes on the way."""
+    v = step.values
+    largest = None
+    if step.name == "Resize":
+        out = kernels.resized_size(height, width, v["size"])
+    elif step.name == "RandomCrop":  # padding first; pad_if_needed pads up to the crop's size
+        out = (v["size"], v["size"])
+        largest = (max(height + 2 * v["padding"], v["size"]), max(width + 2 * v["padding"], v["size"]))
+    elif step.name == "RandomResizedCrop":
+        out = (v["size"], v["size"])
+    else:
+        out = (height, width)
+    if step.p < 1:  # a step that may not apply: later steps may see either size, so count the larger
+        out = (max(out[0], height), max(out[1], width))
+    return out, largest or out
+
+
+def _step_seconds(step: Step, channels: int, pixels: int, pil: bool) -> float:
+    v = step.values
+    per_value = _NS_PER_VALUE[step.name][0 if pil else 1]
+    if step.name == "GaussianBlur":
+        per_value += _NS_PER_BLUR_TAP * v["kernel_size"] ** 2
+    ns = per_value * channels * pixels
+    if step.name == "ElasticTransform":
+        ns += _NS_PER_FIELD_TAP * 2 * kernels.elastic_kernel_size(v["sigma"]) ** 2 * pixels
+    return ns * 1e-9
+
+
+def _walk(spec: PipelineSpec, channels: int, height: int, width: int, pil: bool) -> list[_StepEstimate]:
+    """Each step's sizes and estimated time for one sample, from sizes and parameters alone (no pixels touched)."""
+    estimates = []
+    for step in spec.steps:
+        pil = pil and not step.info.needs_tensor
+        out, largest = _step_size(step, height, width)
+        pixels = max(largest[0] * largest[1], height * width)
+        estimates.append(_StepEstimate((height, width), out, largest, _step_seconds(step, channels, pixels, pil)))
+        height, width = out
+    return estimates
+
+
+@dataclass(frozen=True)
+class PreviewCost:
+    """A preview request's sizes and estimated time, from the image's size and the steps' parameters alone."""
+
+    largest_image: tuple[int, int]  # (width, height) of the largest image along the pipeline
+    largest_step: int  # the step that makes it (0: the input itself)
+    result_images: int
+    result_pixels: int  # all the images the request sends back together
+    seconds: float  # estimated, for one core of the project's CPU
+    costliest_step: int  # the step that takes longest (0: no steps)
+
+
+def _image_shape(x: Image.Image | Tensor) -> tuple[int, int, int, bool]:
+    """(channels, height, width, is PIL)."""
+    if isinstance(x, Image.Image):
+        return len(x.getbands()), x.height, x.width, True
+    return x.shape[0], x.shape[-2], x.shape[-1], False
+
+
+def preview_cost(
+    image: Image.Image | Tensor, spec: PipelineSpec, samples: int = 9, stages: bool = False
+) -> PreviewCost:
+    """The cost of ``samples`` runs of ``spec`` on ``image`` (``stages``: one run, every step's image sent back)."""
+    channels, height, width, pil = _image_shape(image)
+    walk = _walk(spec, channels, height, width, pil)
+    largest = [(height, width)] + [e.largest for e in walk]
+    largest_step = max(range(len(largest)), key=lambda k: largest[k][0] * largest[k][1])
+    outputs = [(height, width)] + [e.size_out for e in walk]
+    shown = outputs if stages else [outputs[-1]] * samples
+    per_sample = sum(e.seconds for e in walk)
+    result_pixels = sum(h * w for h, w in shown)
+    return PreviewCost(
+        largest_image=(largest[largest_step][1], largest[largest_step][0]),
+        largest_step=largest_step,
+        result_images=len(shown),
+        result_pixels=result_pixels,
+        seconds=samples * per_sample + _NS_PER_RESULT_VALUE * 1e-9 * channels * result_pixels,
+        costliest_step=max(range(len(walk)), key=lambda k: walk[k].seconds) + 1 if walk else 0,
+    )
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f} MP"
+
+
+def _largest(fits: Callable[[int], bool], low: int, high: int) -> int | None:
+    """The largest value in [low, high] that ``fits`` (which holds up to some value, then never), or None."""
+    if not fits(low):
+        return None
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
+
+
+def _lower_sizes(step: Step, height: int, width: int, limit: int) -> str | None:
+    """What to lower in ``step`` (Resize or a crop) on a ``height`` x ``width`` input so that its images fit in
+    ``limit`` pixels: one parameter if that is enough, else each of them; None when no values are small enough."""
+
+    def fits(values: dict[str, Any]) -> bool:
+        big_height, big_width = _step_size(Step(step.name, values, step.p), height, width)[1]
+        return big_height * big_width <= limit
+
+    names = [name for name in ("size", "padding") if name in step.values]
+    lowest = {q.name: int(q.low) for q in step.info.params if q.name in names}
+
+    def largest(values: dict[str, Any], name: str) -> int | None:
+        return _largest(lambda value: fits({**values, name: value}), lowest[name], step.values[name])
+
+    for name in names:
+        value = largest(step.values, name)
+        if value is not None:
+            return f"lower its {name} to {value} or less"
+    chosen: dict[str, int] = {}
+    for name in names:  # together: each as large as it can be with the ones after it at their lowest
+        value = largest({**step.values, **lowest, **chosen}, name)
+        if value is None:
+            return None
+        chosen[name] = value
+    return "lower " + " and ".join(f"its {name} to {value} or less" for name, value in chosen.items())
+
+
+def _too_large(cost: PreviewCost, spec: PipelineSpec, image: Image.Image | Tensor, limit: int) -> str:
+    width, height = cost.largest_image
+    allowed = f"over the lab's {_megapixels(limit)} per image ({math.isqrt(limit)} × {math.isqrt(limit)})"
+    if cost.largest_step == 0:
+        return f"the image is {width} × {height} ({_megapixels(width * height)}), {allowed}: make it smaller first"
+    # Only Resize and the two crops make images larger than their input; each has a size, RandomCrop a padding too.
+    step = spec.steps[cost.largest_step - 1]
+    where = f"step {cost.largest_step} ({step.info.title}) makes {width} × {height} images ({_megapixels(width * height)}), {allowed}"
+    advice = _lower_sizes(step, *_walk(spec, *_image_shape(image))[cost.largest_step - 1].size_in, limit)
+    return f"{where}: {advice or 'make the image, or the steps before it, smaller'}"
+
+
+def _too_slow(cost: PreviewCost, spec: PipelineSpec, samples: int, limit: float) -> str:
+    step = spec.steps[cost.costliest_step - 1]
+    advice = {
+        "GaussianBlur": "lower its kernel_size (the time grows with its square)",
+        "ElasticTransform": "lower its sigma (the time grows with its square)",
+        "Resize": "lower its size",
+        "RandomCrop": "lower its size or padding",
+        "RandomResizedCrop": "lower its size",
+    }.get(step.name, "put a crop or a resize before it")
+    fewer = ", or use fewer samples" if samples > 1 else ""
+    return (
+        f"this preview needs an estimated {cost.seconds:.1f} s of computing, over the lab's {limit:g} s; "
+        f"step {cost.costliest_step} ({step.info.title}) takes the longest: {advice}{fewer}"
+    )
+
+
+def check_preview(
+    image: Image.Image | Tensor,
+    spec: PipelineSpec,
+    samples: int = 9,
+    stages: bool = False,
+    limits: PreviewLimits = PREVIEW_LIMITS,
+) -> PreviewCost:
+    """``preview_cost``, or an ``AugmentError`` saying what to lower when the request is over a limit."""
+    cost = preview_cost(image, spec, samples, stages)
+    if cost.largest_image[0] * cost.largest_image[1] > limits.max_image_pixels:
+        raise AugmentError(_too_large(cost, spec, image, limits.max_image_pixels))
+    if cost.seconds > limits.max_estimated_seconds:
+        raise AugmentError(_too_slow(cost, spec, samples, limits.max_estimated_seconds))
+    if cost.result_pixels > limits.max_result_pixels:
+        raise AugmentError(
+            f"the preview would send back {cost.result_images} images of {_megapixels(cost.result_pixels)} together, "
+            f"over the lab's {_megapixels(limits.max_result_pixels)}: use fewer samples or smaller images"
+        )
+    return cost
+
+
+# --- Previews: run in a worker process (its own global random generator, a time and a memory limit) -----------------
+
+SEED_STRIDE = 1000  # sample i of seed s draws from torch.manual_seed(1000 * s + i): any sample can be redone alone
+MAX_SEED = 2**32 - 1
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """The torch seed of sample ``index`` of the grid for ``seed`` (exported code's ``sample`` uses the same)."""
+    return SEED_STRIDE * seed + index
 
 
 def _check_count(what: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
         raise AugmentError(f"{what} must be a whole number from {low} to {high} (got {value!r})")
     return int(value)
-
-
-@contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    seed = _check_count("the seed", seed, 0, 2**63 - 1)
-    with _RNG_LOCK, torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 def _as_input(image: Image.Image | Tensor) -> Image.Image | Tensor:
@@ -698,6 +905,8 @@ def _run_group(group: list[v2.Transform], x: Any, step: Step, number: int) -> An
         for transform in group:
             x = transform(x)
     except (RuntimeError, ValueError, TypeError, IndexError) as error:
+        if sandbox.is_out_of_memory(error):
+            raise  # the sandbox reports it against the request's memory limit
         raise AugmentError(f"step {number} ({step.info.title}) cannot run on this {size} image: {error}") from error
     return x
 
@@ -708,19 +917,81 @@ def _run(groups: list[list[v2.Transform]], spec: PipelineSpec, x: Any) -> Any:
     return x
 
 
-def preview(image: Image.Image | Tensor, spec: PipelineSpec, n: int = 9, seed: int = 0) -> list[Image.Image]:
+def _seed_cpu(seed: int, index: int) -> None:
+    """``torch.manual_seed(sample_seed(seed, index))`` for CPU work: the same CPU draws, without queueing a seed for
+    each accelerator torch knows of (which formats a stack trace: 0.3 ms a call, 3 ms of a 3 x 3 digit grid)."""
+    torch.default_generator.manual_seed(sample_seed(seed, index))
+
+
+def _grid(x: Image.Image | Tensor, spec: PipelineSpec, n: int, seed: int) -> list[Image.Image]:
+    """In a worker: sample i is ``torch.manual_seed(sample_seed(seed, i)); pipeline(x)``."""
+    groups, samples = _build_groups(spec), []
+    with torch.random.fork_rng(devices=[]):
+        for index in range(n):
+            _seed_cpu(seed, index)
+            samples.append(to_pil(_run(groups, spec, x)))
+    return samples
+
+
+def _stages(x: Image.Image | Tensor, spec: PipelineSpec, seed: int, index: int) -> list[StepImage]:
+    """In a worker: the input and the image after each step, for sample ``index`` of the grid."""
+    shots = [StepImage("input", to_pil(x))]
+    with torch.random.fork_rng(devices=[]):
+        _seed_cpu(seed, index)
+        for number, (step, group) in enumerate(zip(spec.steps, _build_groups(spec), strict=True), 1):
+            x = _run_group(group, x, step, number)
+            shots.append(StepImage(f"{number}. {step.info.title}", to_pil(x)))
+    return shots
+
+
+def _batched_grid(x: Tensor, spec: PipelineSpec, n: int, seed: int) -> list[Image.Image]:
+    """In a worker: ``n`` copies of ``x`` through the batched pipeline, drawing from a generator seeded ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    return [to_pil(t) for t in batch_augment(spec)(x.expand(n, -1, -1, -1).contiguous(), generator)]
+
+
+def _bounded(task: Callable[..., T], *args: Any, cost: PreviewCost, limits: PreviewLimits) -> T:
+    """``task(*args)`` in a sandbox worker under ``limits``; what stopped it, as an ``AugmentError``."""
+    bounds = sandbox.Limits(
+        seconds=limits.seconds,
+        memory_mb=limits.memory_mb,
+        wait_seconds=limits.wait_seconds,
+        light=cost.seconds <= limits.light_seconds,
+    )
+    try:
+        return sandbox.run(task, *args, limits=bounds)
+    except sandbox.TimeLimitError:
+        raise AugmentError(
+            f"the preview ran past {limits.seconds:g} s and was stopped: use fewer samples, smaller images or lighter steps"
+        ) from None
+    except sandbox.MemoryLimitError:
+        raise AugmentError(
+            f"the preview needed more than {limits.memory_mb} MB and was stopped: use fewer samples or smaller images"
+        ) from None
+    except sandbox.PoolBusyError:
+        raise AugmentError("the server is busy with other previews: try again in a moment") from None
+    except sandbox.SandboxError as error:
+        raise AugmentError(f"the preview could not run: {error}") from None
+
+
+def preview(
+    image: Image.Image | Tensor, spec: PipelineSpec, n: int = 9, seed: int = 0, limits: PreviewLimits = PREVIEW_LIMITS
+) -> list[Image.Image]:
     """``n`` random outputs of the pipeline for ``image``: the same seed gives the same images.
 
-    Equal to ``torch.manual_seed(seed); [pipeline(image) for _ in range(n)]`` with the exported code.
+    Sample i is ``torch.manual_seed(sample_seed(seed, i)); pipeline(image)``, which the exported code's
+    ``sample(image, seed, i)`` redoes. Runs in a worker process, within ``limits`` (refused before any work
+    when the sizes or the estimated time are over them).
 
     >>> digit = torch.zeros(1, 28, 28); digit[:, 6:22, 12:16] = 1
     >>> [im.size for im in preview(digit, SHIPPED_DIGIT_PRESET, n=2, seed=0)]
     [(28, 28), (28, 28)]
     """
     n = _check_count("the number of samples", n, 1, MAX_SAMPLES)
-    x, groups = _as_input(image), _build_groups(spec)
-    with _seeded(seed):
-        return [to_pil(_run(groups, spec, x)) for _ in range(n)]
+    seed = _check_count("the seed", seed, 0, MAX_SEED)
+    x = _as_input(image)
+    cost = check_preview(x, spec, samples=n, limits=limits)
+    return _bounded(_grid, x, spec, n, seed, cost=cost, limits=limits)
 
 
 @dataclass(frozen=True)
@@ -729,18 +1000,19 @@ class StepImage:
     image: Image.Image
 
 
-def intermediates(image: Image.Image | Tensor, spec: PipelineSpec, seed: int = 0, index: int = 0) -> list[StepImage]:
+def intermediates(
+    image: Image.Image | Tensor,
+    spec: PipelineSpec,
+    seed: int = 0,
+    index: int = 0,
+    limits: PreviewLimits = PREVIEW_LIMITS,
+) -> list[StepImage]:
     """The input and the image after each step, for sample ``index`` of ``preview(image, spec, n, seed)``."""
     index = _check_count("the sample index", index, 0, MAX_SAMPLES - 1)
-    x, groups = _as_input(image), _build_groups(spec)
-    with _seeded(seed):
-        for _ in range(index):  # replay the samples before it, so the RNG stands where the grid's sample started
-            _run(groups, spec, x)
-        shots = [StepImage("input", to_pil(x))]
-        for number, (step, group) in enumerate(zip(spec.steps, groups, strict=True), 1):
-            x = _run_group(group, x, step, number)
-            shots.append(StepImage(f"{number}. {step.info.title}", to_pil(x)))
-    return shots
+    seed = _check_count("the seed", seed, 0, MAX_SEED)
+    x = _as_input(image)
+    cost = check_preview(x, spec, samples=1, stages=True, limits=limits)
+    return _bounded(_stages, x, spec, seed, index, cost=cost, limits=limits)
 
 
 # --- Batched: what training uses --------------------------------------------------------------------------------
@@ -786,7 +1058,7 @@ class BatchAugment:
         if self.keep_size and out.shape[-2:] != x.shape[-2:]:
             raise AugmentError(
                 f"the pipeline turns {x.shape[-1]} × {x.shape[-2]} images into {out.shape[-1]} × {out.shape[-2]}; "
-                "training needs the size kept (the digit models take 28 × 28)"
+                f"training needs the size kept (the models take {x.shape[-1]} × {x.shape[-2]})"
             )
         return out
 
@@ -796,13 +1068,16 @@ def batch_augment(spec: PipelineSpec, keep_size: bool = True) -> BatchAugment:
     return BatchAugment(spec, keep_size)
 
 
-def preview_batch(digit: Tensor, spec: PipelineSpec, n: int = 9, seed: int = 0) -> list[Image.Image]:
-    """``n`` copies of a (1, 28, 28) digit through the batched (training) version of ``spec``, seeded."""
+def preview_batch(
+    digit: Tensor, spec: PipelineSpec, n: int = 9, seed: int = 0, limits: PreviewLimits = PREVIEW_LIMITS
+) -> list[Image.Image]:
+    """``n`` copies of a (1, 28, 28) digit through the batched (training) version of ``spec``, seeded; in a worker."""
     x, n = _as_input(digit), _check_count("the number of samples", n, 1, MAX_SAMPLES)
     if isinstance(x, Image.Image):
         raise AugmentError("the batched preview needs a (C, H, W) float tensor, such as a 28 x 28 digit")
-    generator = torch.Generator().manual_seed(_check_count("the seed", seed, 0, 2**63 - 1))
-    return [to_pil(t) for t in batch_augment(spec)(x.expand(n, -1, -1, -1).contiguous(), generator)]
+    seed = _check_count("the seed", seed, 0, MAX_SEED)
+    cost = check_preview(x, spec, samples=n, limits=limits)
+    return _bounded(_batched_grid, x, spec, n, seed, cost=cost, limits=limits)
 
 
 # --- Sources ----------------------------------------------------------------------------------------------------
@@ -862,8 +1137,8 @@ def probe_images(image: Tensor, transform: str, values: Sequence[float], seed: i
     if v.min() < probe.low or v.max() > probe.high:
         raise AugmentError(f"{probe.title} values must lie in [{probe.low:g}, {probe.high:g}] ({probe.unit})")
     x = _as_input(image)
-    if isinstance(x, Image.Image) or x.shape[0] != 1:
-        raise AugmentError("the probe needs a digit: a (1, H, W) float tensor in [0, 1]")
+    if isinstance(x, Image.Image) or tuple(x.shape) != (1, MNIST_SIZE, MNIST_SIZE):  # bounds the work, with the values
+        raise AugmentError(f"the probe needs a digit: a (1, {MNIST_SIZE}, {MNIST_SIZE}) float tensor in [0, 1]")
     x = x.expand(len(v), -1, -1, -1).contiguous()
     zero, one = torch.zeros_like(v), torch.ones_like(v)
     if probe.name == "rotation":

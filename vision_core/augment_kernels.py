@@ -18,6 +18,8 @@ import torch.nn.functional as F
 # Private helpers of the pinned torchvision (0.29), used only for batched hue jitter on RGB batches.
 from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 
+from vision_core import standalone_transforms as standalone
+
 Tensor = torch.Tensor
 Generator = torch.Generator | None
 Kernel = Callable[[Tensor, dict[str, Any], float, Generator], Tensor]  # (batch, params, p, generator) -> batch
@@ -96,48 +98,24 @@ def luma(x: Tensor) -> Tensor:
     return (r * 0.2989 + g * 0.587 + b * 0.114).unsqueeze(1)
 
 
-def max_filter(x: Tensor) -> Tensor:
-    """3 x 3 maximum: exactly ``F.max_pool2d(x, 3, stride=1, padding=1)``, as two 1-D passes (~10x faster on CPU)."""
-    padded = F.pad(x, (1, 1, 1, 1), value=float("-inf"))
-    rows = torch.maximum(torch.maximum(padded[..., :-2], padded[..., 1:-1]), padded[..., 2:])
-    return torch.maximum(torch.maximum(rows[..., :-2, :], rows[..., 1:-1, :]), rows[..., 2:, :])
-
-
-def morph_blend(x: Tensor, level: Tensor, dilate: bool, max_whole: int) -> Tensor:
-    """Move strokes ``level`` (B, 1, 1, 1) >= 0 steps towards 3 x 3 dilations (or erosions): 1.5 = one and a half.
-
-    ``max_whole`` bounds ``floor(level)``. For levels below 1 this is exactly ``DigitAugment``'s
-    ``x + level * (dilated - x)``.
-    """
-
-    def pool(t: Tensor) -> Tensor:
-        return max_filter(t) if dilate else -max_filter(-t)
-
-    whole = level.floor()
-    stages = [x, pool(x)]
-    for _ in range(max_whole):
-        stages.append(pool(stages[-1]))
-    base, after = stages[0], stages[1]
-    for k in range(1, len(stages) - 1):
-        chosen = whole >= k
-        base, after = torch.where(chosen, stages[k], base), torch.where(chosen, stages[k + 1], after)
-    return base + (level - whole) * (after - base)
-
-
 def change_stroke(x: Tensor, amount: Tensor) -> Tensor:
     """Thicker (``amount`` > 0, in 3 x 3 dilations) or thinner (< 0, erosions) strokes; ``amount`` is (B,)."""
     amount = amount.to(x.device, x.dtype).view(-1, 1, 1, 1)
     top = float(amount.abs().max()) if amount.numel() else 0.0
-    thicker = morph_blend(x, amount.clamp(min=0), True, int(top))
-    thinner = morph_blend(x, (-amount).clamp(min=0), False, int(top))
+    thicker = standalone.morph_blend(x, amount.clamp(min=0), True, int(top))
+    thinner = standalone.morph_blend(x, (-amount).clamp(min=0), False, int(top))
     return torch.where(amount >= 0, thicker, thinner).clamp(0, 1)
 
 
-def resize(x: Tensor, v: dict[str, Any], p: float, gen: Generator) -> Tensor:
-    height, width = x.shape[-2:]
+def resized_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """(height, width) after ``v2.Resize(size)``: torchvision's rule for an int size (the shorter side)."""
     short, long = min(height, width), max(height, width)
-    new_short, new_long = v["size"], int(v["size"] * long / short)  # torchvision's rule for an int size
-    size = (new_short, new_long) if height <= width else (new_long, new_short)
+    new_short, new_long = size, int(size * long / short)
+    return (new_short, new_long) if height <= width else (new_long, new_short)
+
+
+def resize(x: Tensor, v: dict[str, Any], p: float, gen: Generator) -> Tensor:
+    size = resized_size(*x.shape[-2:], v["size"])
     return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
@@ -281,10 +259,15 @@ def perspective_warp(x: Tensor, coeffs: Tensor, mode: str) -> Tensor:
     return sample_grid(x, grid, mode)
 
 
+def elastic_kernel_size(sigma: float) -> int:
+    """The side of the blur kernel that smooths ``v2.ElasticTransform``'s displacement field: odd, about 8 sigma."""
+    kernel = int(8 * sigma + 1)
+    return kernel + 1 - kernel % 2
+
+
 def elastic(x: Tensor, v: dict[str, Any], p: float, gen: Generator) -> Tensor:
     batch, device, (height, width) = x.shape[0], x.device, x.shape[-2:]
-    kernel = int(8 * v["sigma"] + 1)
-    kernel += 1 - kernel % 2  # odd, as torchvision makes it
+    kernel = elastic_kernel_size(v["sigma"])
     sigma = torch.full((batch,), v["sigma"], device=device)
     dx = gaussian_blur(torch.rand(batch, 1, height, width, generator=gen, device=device) * 2 - 1, kernel, sigma)
     dy = gaussian_blur(torch.rand(batch, 1, height, width, generator=gen, device=device) * 2 - 1, kernel, sigma)
@@ -378,39 +361,10 @@ def grayscale(x: Tensor, v: dict[str, Any], p: float, gen: Generator) -> Tensor:
 
 
 def stroke_thickness(x: Tensor, v: dict[str, Any], p: float, gen: Generator) -> Tensor:
-    # The draws and arithmetic follow DigitAugment's stroke step exactly, so the shipped preset matches it bit for bit.
-    batch, device = x.shape[0], x.device
-    choice = torch.rand(batch, generator=gen, device=device)
-    amount = torch.rand(batch, generator=gen, device=device).view(-1, 1, 1, 1)
-    thicker = (choice < v["thicker"]).view(-1, 1, 1, 1)
-    thinner = ((choice >= v["thicker"]) & (choice < v["thicker"] + v["thinner"])).view(-1, 1, 1, 1)
-    # amount < 1, so a level stays below its maximum and needs ceil(maximum) - 1 whole steps at most.
-    most_thicker, most_thinner = max(0, math.ceil(v["max_thicker"]) - 1), max(0, math.ceil(v["max_thinner"]) - 1)
-    x = torch.where(thicker, morph_blend(x, v["max_thicker"] * amount, True, most_thicker), x)
-    x = torch.where(thinner, morph_blend(x, v["max_thinner"] * amount, False, most_thinner), x)
-    return x.clamp_(0, 1)
+    # DigitAugment's stroke step, draw for draw: the shipped preset matches it bit for bit.
+    return standalone.stroke_thickness(x, **v, generator=gen)
 
 
 def digit_warp(x: Tensor, v: dict[str, Any], p: float, gen: Generator) -> Tensor:
     # DigitAugment's geometry, draw for draw and operation for operation (see vision_core.transforms).
-    batch, device, (height, width) = x.shape[0], x.device, x.shape[-2:]
-
-    def uniform(low: float, high: float) -> Tensor:
-        return torch.rand(batch, generator=gen, device=device) * (high - low) + low
-
-    angle = uniform(-v["degrees"], v["degrees"]) * (math.pi / 180)
-    shear = uniform(-v["shear"], v["shear"]) * (math.pi / 180)
-    scale_x, scale_y = uniform(*v["scale"]), uniform(*v["scale"])
-    shift_x, shift_y = v["translate"] * 2 / width, v["translate"] * 2 / height  # pixels -> normalised grid units
-    tx, ty = uniform(-shift_x, shift_x), uniform(-shift_y, shift_y)
-    cos, sin, tan = angle.cos(), angle.sin(), shear.tan()
-    # The aspect factors keep a rotation a rotation on non-square photos; they are exactly 1.0 on 28 x 28.
-    theta = torch.stack(
-        [
-            torch.stack([cos / scale_x, (sin + cos * tan) / scale_x * (height / width), tx], dim=1),
-            torch.stack([-sin / scale_y * (width / height), (cos - sin * tan) / scale_y, ty], dim=1),
-        ],
-        dim=1,
-    )  # (B, 2, 3)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return standalone.digit_warp(x, **v, generator=gen)
