@@ -28,9 +28,10 @@ import signal
 import sys
 import threading
 import time
+import types
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -181,6 +182,24 @@ def _context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
+@contextlib.contextmanager
+def _plain_main() -> Iterator[None]:
+    """While a process starts, ``__main__`` is an empty module. multiprocessing re-imports the parent's ``__main__``
+    in every child (and in the forkserver), and under Streamlit ``__main__`` is the app script itself (its script
+    runner installs it): each run would otherwise execute the whole app first, in bare mode."""
+    with _MAIN_LOCK:
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            if main is not None:
+                sys.modules["__main__"] = main
+
+
+_MAIN_LOCK = threading.Lock()
+
+
 class LocalBackend:
     """Each run in a process of its own on this machine."""
 
@@ -194,7 +213,8 @@ class LocalBackend:
         stop_flag = self.context.Event()
         args = (cfg, str(run_dir), budget, send, stop_flag, self.runner)
         process = self.context.Process(target=worker.main, args=args, name=f"run-{run_dir.name}", daemon=True)
-        process.start()
+        with _plain_main():
+            process.start()
         send.close()  # the child holds the sending end: when it exits, recv() sees EOF
         return ProcessHandle(process, receive, stop_flag)
 
