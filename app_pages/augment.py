@@ -11,7 +11,7 @@ from torch import nn
 from ui.augment import STEPS, add_step, edit_step, load_spec, show_grid, show_stages
 from ui.charts import robustness_chart
 from ui.resources import cached_mnist, digit_models
-from vision_core import ImageError, get_spec, load_image, mnist_to_input, predict_prepared, to_image
+from vision_core import ImageError, get_spec, load_image, predict_prepared, to_image, to_input
 from vision_core.augment import (
     CATALOGUE,
     MAX_STEPS,
@@ -92,7 +92,7 @@ with chooser:
         if st.button("Another digit", icon=":material/casino:"):
             st.session_state.aug_mnist_index = int(np.random.default_rng().integers(len(test)))
         index = st.session_state.aug_mnist_index
-        image, label = mnist_to_input(test.images[index : index + 1])[0], int(test.labels[index])
+        image, label = to_input(test.images[index : index + 1])[0], int(test.labels[index])
         st.caption(f"MNIST test image #{index}, labelled {label}.")
     elif source == DRAWING:
         image = st.session_state.get("last_drawing")
@@ -243,6 +243,6 @@ if models:
     digit, truth = (image, label) if is_digit else (None, None)
     if digit is None:
         index = st.session_state.aug_mnist_index
-        digit, truth = mnist_to_input(test.images[index : index + 1])[0], int(test.labels[index])
+        digit, truth = to_input(test.images[index : index + 1])[0], int(test.labels[index])
         st.caption(f"The probe needs a digit: MNIST test image #{index} (labelled {truth}).")
     robustness_probe(digit, truth, models)

@@ -14,7 +14,7 @@ from ui.digits import answer_for, show_predictions
 from ui.inside import show_cams, show_inside
 from ui.resources import SHIPPED_DIGIT_MODELS, cached_mnist, digit_models, saved_runs
 from ui.single_thread import run_single_threaded
-from vision_core import ImageError, get_spec, load_image, mnist_to_input, predict_prepared, to_image
+from vision_core import ImageError, get_spec, load_image, predict_prepared, to_image, to_input
 from vision_core.images import DIGIT_MAX_SIDE
 
 SOURCES = (state.DRAW, state.UPLOAD)
@@ -99,7 +99,7 @@ def mnist_comparison(models) -> None:
     index = state.MNIST_INDEX.get()
     if index is not None:
         digit_column, predictions_column = st.columns([1, 3])
-        model_input = mnist_to_input(test.images[index : index + 1])[0]  # MNIST digits need no preprocessing
+        model_input = to_input(test.images[index : index + 1])[0]  # MNIST digits need no preprocessing
         digit_column.image(
             to_image(model_input, size=168), caption=f"Test image #{index}, labelled {int(test.labels[index])}"
         )

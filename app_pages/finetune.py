@@ -8,12 +8,12 @@ from ui.augment import STEPS as LAB_STEPS
 from ui.owner import current_caller
 from ui.resources import class_policy, run_service
 from ui.runs import find_run, keep_run, show_ending, show_live, show_results, trained_model, try_it
+from ui.weights import offer_download
 from vision_core import describe_device, get_dataset, get_spec, resolve_device
 from vision_core.augment import PRESETS, AugmentError, PipelineSpec, Step
 from vision_core.cost import BudgetError, check_budget, estimate
 from vision_core.datasets import MY_CLASSES, list_datasets, train_count
 from vision_core.jobs import QueueFullError
-from vision_core.models.imagenet import WeightsDownloadError, fetch_weights
 from vision_core.models.transfer import BACKBONES, IMAGE_SIZES
 from vision_core.registry import WeightsMissingError, weights_available, weights_path
 from vision_core.training import (
@@ -44,19 +44,6 @@ def lab_pipeline() -> PipelineSpec:
     if steps is None:
         raise AugmentError("the Augmentation lab has no pipeline in this session yet: open the lab and build one")
     return PipelineSpec(tuple(Step(s["name"], s["params"], s["p"]) for s in steps))
-
-
-def offer_download(name: str) -> None:
-    spec = get_spec(name)
-    if st.button(f"Download the {spec.title} ImageNet weights ({spec.weights.meta['_file_size']:.0f} MB)", icon=":material/download:"):  # fmt: skip
-        bar = st.progress(0.0, text="Downloading…")
-        try:
-            fetch_weights(name, progress=lambda done, total: bar.progress(min(done / total, 1.0) if total else 0.0, text=f"{done / 1e6:.0f} MB"))  # fmt: skip
-        except (WeightsDownloadError, WeightsMissingError) as error:
-            bar.empty()
-            st.error(f"The download failed: {error}. Offline? Run `make weights` where there is internet and copy `{weights_path(name).parent}` here.")  # fmt: skip
-        else:
-            st.rerun()
 
 
 def settings(model: str, dataset: str) -> TrainConfig:

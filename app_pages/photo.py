@@ -9,12 +9,12 @@ import pandas as pd
 import streamlit as st
 
 from ui.resources import SHOWN_CHANNELS, CamChoice, cached_analysis, cached_cam, cached_model
+from ui.weights import offer_download
 from vision_core import ImageError, describe_device, get_spec, list_models, load_image
 from vision_core.cams import CAM_METHODS, MAX_SCORE_CAM_CHANNELS, CamError
 from vision_core.checkpoints import CheckpointError
 from vision_core.device import device_of
 from vision_core.images import DETECTION_DRAFT_SIZE, PHOTO_DRAFT_SIZE
-from vision_core.models.imagenet import WeightsDownloadError, fetch_weights
 from vision_core.photo import (
     DEFAULT_CLASSIFIER,
     FALLBACK_CLASSIFIER,
@@ -47,31 +47,6 @@ def download_png(label: str, image, file_name: str, key: str) -> None:
         key=key,
         icon=":material/download:",
     )
-
-
-def offer_download(name: str) -> None:
-    """A button that fetches ``name``'s weights into the torch hub cache, with a progress bar."""
-    spec = get_spec(name)
-    if not st.button(
-        f"Download {spec.title} weights now ({spec.weights.meta['_file_size']:.0f} MB)", key=f"fetch-{name}"
-    ):
-        return
-    slot = st.empty()  # the progress bar, replaced by the error if the download fails
-    slot.progress(0.0, text=f"Downloading {spec.title}…")
-
-    def show(done: int, total: int | None) -> None:
-        text = f"Downloading {spec.title}: {done / 1e6:.0f}" + (f" of {total / 1e6:.0f} MB" if total else " MB")
-        slot.progress(min(done / total, 1.0) if total else 0.0, text=text)
-
-    try:
-        fetch_weights(name, progress=show)
-    except (WeightsDownloadError, WeightsMissingError) as error:
-        slot.error(
-            f"The download failed: {error}. Offline? Run `make weights` on a machine with internet access and copy "
-            f"`{weights_path(name).parent}` to this one (or point TORCH_HOME at a shared copy)."
-        )
-    else:
-        st.rerun()
 
 
 def show_cam(photo_id: str, photo, name: str, method: str, target: int | None, precision: str) -> None:

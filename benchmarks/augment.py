@@ -28,7 +28,7 @@ from torchvision.transforms import v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vision_core import load_image, load_mnist, load_model, mnist_to_input, resolve_device
+from vision_core import load_image, load_mnist, load_model, resolve_device, to_input
 from vision_core.augment import (
     CATALOGUE,
     PRESETS,
@@ -211,7 +211,7 @@ def batched(device_name: str, seconds: float) -> None:
     train = load_mnist("train")
     print(f"\nBatched digit augmentation on {describe_device(device)} (images/s; target >= 20,000):")
     for batch_size in (128, 512):
-        batch = mnist_to_input(train.images[:batch_size]).to(device)
+        batch = to_input(train.images[:batch_size]).to(device)
         rows = [
             ("shipped preset (batch_augment)", batch_augment(SHIPPED_DIGIT_PRESET)),
             ("DigitAugment, for reference", DigitAugment()),
@@ -233,7 +233,7 @@ def main() -> None:
     if args.calibrate:
         calibrate()
         return
-    digit = mnist_to_input(load_mnist("test").images[:1])[0]
+    digit = to_input(load_mnist("test").images[:1])[0]
     previews(digit, args.repeats)
     bounds(digit, args.repeats)
     batched(args.device, args.seconds)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from predict_digit import timings_ms  # noqa: E402
 
 from ui.inside import show_cams, show_inside  # noqa: E402
-from vision_core import describe_device, get_spec, load_image, load_mnist, load_model, mnist_to_input  # noqa: E402
+from vision_core import describe_device, get_spec, load_image, load_mnist, load_model, to_input  # noqa: E402
 from vision_core.cams import CAM_METHODS, compute_cam, digit_cam  # noqa: E402
 from vision_core.images import PHOTO_DRAFT_SIZE  # noqa: E402
 from vision_core.inside import attention_maps, digit_feature_maps, kernel_patch  # noqa: E402
@@ -70,7 +70,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     models = {name: load_model(name) for name in ("lenet", "vgg", "vit")}
-    digit = mnist_to_input(load_mnist("test").images[:1])[0]  # (1, 28, 28): a 7
+    digit = to_input(load_mnist("test").images[:1])[0]  # (1, 28, 28): a 7
     batch = digit[None].to(next(models["lenet"].parameters()).device)
     print(f"device: {describe_device()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'per stroke (' + str(args.repeats) + ' repeats)':58s} {'median ms':>10s} {'p90 ms':>8s}")

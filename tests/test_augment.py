@@ -53,7 +53,7 @@ from vision_core.augment import (
 )
 from vision_core.data import load_mnist
 from vision_core.images import load_image
-from vision_core.transforms import DigitAugment, mnist_to_input
+from vision_core.transforms import DigitAugment, to_input
 
 ROOT = Path(__file__).resolve().parents[1]
 ISSUE_TRANSFORMS = {
@@ -83,7 +83,7 @@ def mnist():
 
 @pytest.fixture(scope="module")
 def digit(mnist) -> torch.Tensor:
-    return mnist_to_input(mnist.images[:1])[0]  # a 7, (1, 28, 28)
+    return to_input(mnist.images[:1])[0]  # a 7, (1, 28, 28)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_every_transform_builds_from_defaults_and_runs_on_a_digit_and_a_photo(na
             assert any(im.size != source.size or not np.array_equal(pixels(im), pixels(source)) for im in digit_out)
         assert any(im.size != photo.size or not np.array_equal(pixels(im), pixels(photo)) for im in photo_out)
 
-        batch = mnist_to_input(load_mnist("test").images[:16])
+        batch = to_input(load_mnist("test").images[:16])
         out = batch_augment(spec, keep_size=False)(batch, torch.Generator().manual_seed(0))
         assert out.shape[:2] == (16, 1) and torch.isfinite(out).all()
         assert out.min() >= 0 and out.max() <= 1
@@ -456,7 +456,7 @@ def test_the_estimate_follows_sizes_and_kernels_and_each_catalogue_step_has_one(
 
 
 def test_the_shipped_preset_is_digit_augment_bit_for_bit(mnist, digit):
-    x = mnist_to_input(mnist.images[:256])
+    x = to_input(mnist.images[:256])
     for seed in (0, 1):
         ours = batch_augment(SHIPPED_DIGIT_PRESET)(x, torch.Generator().manual_seed(seed))
         assert torch.equal(ours, DigitAugment()(x, torch.Generator().manual_seed(seed)))
@@ -743,7 +743,7 @@ def test_a_six_turned_upside_down_reads_as_a_nine_to_the_shipped_cnn(mnist):
         model = load_model("lenet", device="cpu")
     except WeightsMissingError:
         pytest.skip("lenet weights missing")
-    sixes = [mnist_to_input(mnist.images[i : i + 1])[0] for i in torch.nonzero(mnist.labels == 6).flatten()[:40]]
+    sixes = [to_input(mnist.images[i : i + 1])[0] for i in torch.nonzero(mnist.labels == 6).flatten()[:40]]
     upright = [robustness_curve(s, 6, "rotation", [0.0, 180.0], {"lenet": model}) for s in sixes]
     assert np.mean([t.loc[0, "correct"] for t in upright]) > 0.9
     assert np.mean([t.loc[1, "predicted"] == 9 for t in upright]) > 0.6

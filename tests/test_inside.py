@@ -21,7 +21,7 @@ from torch import nn
 from torchcam.methods import GradCAM, GradCAMpp, LayerCAM, ScoreCAM
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from vision_core import get_spec, hooks, load_image, load_mnist, load_model, mnist_to_input
+from vision_core import get_spec, hooks, load_image, load_mnist, load_model, to_input
 from vision_core.cams import CAM_METHODS, CamError, compute_cam, digit_cam, digit_cam_layers, tokens_to_grid
 from vision_core.hooks import LayerError, capture_inputs_outputs, capture_outputs, hook_count, private_twin
 from vision_core.images import PHOTO_DRAFT_SIZE
@@ -47,7 +47,7 @@ def digits() -> dict[str, nn.Module]:
 
 @pytest.fixture(scope="module")
 def seven() -> torch.Tensor:
-    return mnist_to_input(load_mnist("test").images[:1])[0]  # (1, 28, 28): MNIST test image 0, a 7
+    return to_input(load_mnist("test").images[:1])[0]  # (1, 28, 28): MNIST test image 0, a 7
 
 
 class Strided(nn.Module):
@@ -412,12 +412,12 @@ def inside_page():
     import streamlit as st
 
     from ui.inside import show_cams, show_inside
-    from vision_core import load_mnist, load_model, mnist_to_input
+    from vision_core import load_mnist, load_model, to_input
 
     models = {name: load_model(name, device="cpu") for name in ("lenet", "vgg", "vit")}
     vgg = models["vgg"]
     models["my-run"] = type(vgg)(type(vgg.config)(widths=(8, 12), convs_per_stage=1)).eval()  # another layout
-    digit = mnist_to_input(load_mnist("test").images[:1])[0]
+    digit = to_input(load_mnist("test").images[:1])[0]
     show_inside(models, digit)
     st.divider()
     show_cams(models, digit)

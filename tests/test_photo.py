@@ -541,7 +541,7 @@ def test_page_lists_layers_in_network_order_and_follows_the_fast_switch(tmp_path
 def test_page_replaces_the_progress_bar_by_the_error_when_a_download_fails(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     at = open_page()
-    next(button for button in at.button if button.label.startswith("Download ResNet-50 weights")).click().run()
+    next(button for button in at.button if button.label.startswith("Download the ResNet-50 weights")).click().run()
     assert not at.exception
     assert any("The download failed" in error.value and "make weights" in error.value for error in at.error)
     assert not [text for text in bar_texts(at) if text.startswith("Downloading")]  # no empty bar left above it

@@ -142,9 +142,6 @@ def to_input(images: torch.Tensor) -> torch.Tensor:
     return (images.unsqueeze(1) if images.ndim == 3 else images).float().div_(255.0)
 
 
-mnist_to_input = to_input  # TODO(merge): the pages' old name; rename at the call sites once the page branches land
-
-
 @dataclass(frozen=True)
 class DigitAugment:
     """Random geometry and stroke thickness for whole batches, on whatever device the batch is on.
