@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, without installing the package
 
@@ -87,12 +88,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--no-thread", action="store_true", help="skip the comparison with a training thread")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the predictions (the Draw page: 1)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     models = {name: load_model(name, device="cpu") for name in ("lenet", "vgg", "vit")}
     measure(models, 20)  # warm up
     idle = measure(models, args.repeats)
     median = statistics.median(idle)
-    print(f"predict_digits (3 models, one 280 x 280 drawing), {args.repeats} calls per phase")
+    print(f"predict_digits (3 models, one 280 x 280 drawing, {args.threads} torch thread(s)), {args.repeats} calls per phase")
     print(summary("idle", idle, None))
     process = while_in_a_process(models, args.repeats)
     print(summary("while LeNet trains in a worker process", process, median))
