@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from ui.charts import SMOOTHING_STEPS, epoch_chart, overlay_chart, smooth_by_steps, step_loss_chart
+from ui.charts import MAX_CHART_POINTS, SMOOTHING_STEPS, epoch_chart, overlay_chart, smooth_by_steps, step_loss_chart
 
 
 def step_events(steps: int, log_every: int = 10, seed: int = 0) -> pd.DataFrame:
@@ -33,6 +33,21 @@ def test_smoothing_forgets_with_a_time_constant_in_steps():
     fine, coarse = step_events(2000, log_every=5), step_events(2000, log_every=10)
     fine["loss"] = coarse["loss"] = 1.0
     assert np.allclose(smooth_by_steps(fine["step"], fine["loss"]), 1.0)
+
+
+def test_a_long_run_sends_a_bounded_number_of_points_with_the_same_curve():
+    """Issue 10: every logged step went to every watcher's browser each second. A run of 200,000 logged steps is
+    thinned to MAX_CHART_POINTS, keeping its first and last step, and the curve at the kept steps is the one
+    smoothed over all the points."""
+    events = step_events(200_000, log_every=1)
+    chart = step_loss_chart(events)
+    kept = smoothed(chart)
+    assert len(kept) <= MAX_CHART_POINTS
+    assert kept.index[0] == 1 and kept.index[-1] == 200_000
+    everything = pd.Series(smooth_by_steps(events["step"], events["loss"]), index=events["step"])
+    assert np.allclose(kept, everything.loc[kept.index])
+    short = step_events(300)
+    assert len(smoothed(step_loss_chart(short))) == len(short)  # a short run keeps every point
 
 
 def axes(chart) -> dict[str, dict]:

@@ -66,8 +66,10 @@ def test_a_tiny_run_shows_live_charts_then_metrics_and_saves_to_the_draw_page(ro
     assert not app.error and "ft_job" in app.session_state
     app = rerun_until(app, lambda a: any(m.label == "Test accuracy" for m in a.metric))
     metrics = {m.label: m.value for m in app.metric}
-    assert {"Test accuracy", "Macro-F1", "Test loss", "Training time", "Samples/s", "Parameters"} <= set(metrics)
-    assert metrics["Parameters"] == "61,706" and metrics["Test accuracy"].endswith("%")
+    assert {"Test accuracy", "Macro-F1", "Test loss", "Training time", "Images per second", "Parameters"} <= set(
+        metrics
+    )
+    assert metrics["Parameters"] == "61.7 k" and metrics["Test accuracy"].endswith("%")
     specs = " ".join(chart.proto.spec for chart in charts(app))
     for title in ("Loss per step (smoothed)", "Loss per epoch", "Accuracy per epoch", '"predicted"'):
         assert title in specs, title
@@ -220,3 +222,10 @@ def test_the_teacher_signs_in_and_may_delete_anyones_saved_run(root, runs_dir, t
         assert "a-students-run" not in list_models() and not (runs_dir / "a-students-run.safetensors").exists()
     finally:
         class_policy.clear()
+
+
+def test_parameter_counts_are_short_enough_for_a_metric():
+    """Issue 10: "57,044,..." was cut off in a sixth of the page's width."""
+    from ui.runs import compact_count
+
+    assert [compact_count(n) for n in (999, 61_706, 57_044_810, 3_000_000_000)] == ["999", "61.7 k", "57.0 M", "3.0 G"]

@@ -45,6 +45,9 @@ PERCENT_FORMAT, LOSS_FORMAT = ".1%", ".3~g"
 # The smoothed loss forgets with a time constant in training steps, so its shape at a step never changes as the run
 # goes on (a span of a tenth of the points did: the curve reshaped itself while the lecturer talked over it).
 SMOOTHING_STEPS = 50
+# A browser draws a few thousand points of a line as fast as it draws a hundred; a long run logs far more steps, and
+# every watcher's browser would re-render them all each second.
+MAX_CHART_POINTS = 2000
 
 
 def smooth_by_steps(steps: pd.Series, values: pd.Series, time_constant: float = SMOOTHING_STEPS) -> np.ndarray:
@@ -60,10 +63,20 @@ def smooth_by_steps(steps: pd.Series, values: pd.Series, time_constant: float = 
     return smoothed
 
 
+def thin_out(table: pd.DataFrame, max_points: int = MAX_CHART_POINTS) -> pd.DataFrame:
+    """At most ``max_points`` rows, evenly spaced, the first and the last kept (smooth before thinning, so the curve
+    is the same with all the points)."""
+    if len(table) <= max_points:
+        return table
+    keep = np.unique(np.linspace(0, len(table) - 1, max_points).round().astype(int))
+    return table.iloc[keep]
+
+
 def step_loss_chart(events: pd.DataFrame, height: int = 240) -> alt.LayerChart:
     """Training loss at each logged step (faint) and its exponential moving average (bold)."""
     steps = events.loc[events["kind"] == "step", ["step", "loss"]].copy()
     steps["smoothed"] = smooth_by_steps(steps["step"], steps["loss"])
+    steps = thin_out(steps)
     base = alt.Chart(steps).encode(x=alt.X("step:Q", title="step", axis=alt.Axis(**COUNT_AXIS)))
     raw = base.mark_line(color="#b9c9ef", strokeWidth=1).encode(
         y=alt.Y("loss:Q", title="training loss", axis=alt.Axis(format=LOSS_FORMAT))

@@ -114,16 +114,25 @@ def test_images(job: JobView) -> tuple[torch.Tensor, torch.Tensor]:
     return test.images, test.labels
 
 
+def compact_count(n: int) -> str:
+    """57044810 -> "57.0 M", 61706 -> "61.7 k": short enough for a metric on a narrow column."""
+    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return str(n)
+
+
 def show_results(job: JobView) -> None:
     result = job.result
     st.subheader("Results")
-    cols = st.columns(6)
+    # Three to a row: six in one row cut long numbers short on a laptop ("57,044,...").
+    cols = [*st.columns(3), *st.columns(3)]
     cols[0].metric("Test accuracy", f"{result.accuracy:.2%}")
     cols[1].metric("Macro-F1", f"{result.f1_macro:.4f}")
     cols[2].metric("Test loss", f"{result.loss:.4f}")
     cols[3].metric("Training time", f"{result.train_seconds:.1f} s")
-    cols[4].metric("Samples/s", f"{result.samples_per_s:,.0f}")
-    cols[5].metric("Parameters", f"{result.num_params:,}")
+    cols[4].metric("Images per second", f"{result.samples_per_s:,.0f}")
+    cols[5].metric("Parameters", compact_count(result.num_params), help=f"{result.num_params:,} parameters")
     held = "held-out pictures" if job.cfg.dataset == MY_CLASSES else f"{get_dataset(job.cfg.dataset).title} test images"
     st.caption(f"Tested on {result.n_test:,} {held}; trained on {result.device}.")
     if near_chance(result):
