@@ -80,7 +80,7 @@ def test_probabilities_sum_to_one(name):
 def test_registry_refuses_duplicates_and_explains_unknown_names():
     with pytest.raises(ValueError, match="already registered"):
         register(get_spec("lenet"))
-    with pytest.raises(KeyError, match="registered: "):
+    with pytest.raises(KeyError, match="known: "):
         get_spec("lenet-9000")
 
 

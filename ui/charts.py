@@ -91,20 +91,26 @@ def epoch_chart(events: pd.DataFrame, metric: str = "accuracy", height: int = 24
     """Train and validation ``metric`` ("loss" or "accuracy") per epoch."""
     epochs = events.loc[events["kind"] == "epoch", ["epoch", "split", metric]]
     percent = metric == "accuracy"
+    return per_epoch_lines(
+        epochs,
+        metric,
+        PERCENT_FORMAT if percent else LOSS_FORMAT,
+        color=alt.Color("split:N", scale=SPLIT_COLORS, title=None),
+        tooltip=["epoch:Q", "split:N", alt.Tooltip(f"{metric}:Q", format=".2%" if percent else ".4f")],
+    ).properties(height=height, title=f"{metric.capitalize()} per epoch")
+
+
+def per_epoch_lines(table: pd.DataFrame, field: str, axis_format: str, title: str = "", **encodings) -> alt.Chart:
+    """Lines with points of ``field`` per whole epoch, on a y axis that need not start at 0."""
+    y_axis = alt.Axis(format=axis_format, title=title or field)
     return (
-        alt.Chart(epochs)
+        alt.Chart(table)
         .mark_line(point=True)
         .encode(
             x=alt.X("epoch:Q", axis=alt.Axis(**COUNT_AXIS)),
-            y=alt.Y(
-                f"{metric}:Q",
-                scale=alt.Scale(zero=False),
-                axis=alt.Axis(format=PERCENT_FORMAT if percent else LOSS_FORMAT, title=metric),
-            ),
-            color=alt.Color("split:N", scale=SPLIT_COLORS, title=None),
-            tooltip=["epoch:Q", "split:N", alt.Tooltip(f"{metric}:Q", format=".2%" if percent else ".4f")],
+            y=alt.Y(f"{field}:Q", scale=alt.Scale(zero=False), axis=y_axis),
+            **encodings,
         )
-        .properties(height=height, title=f"{metric.capitalize()} per epoch")
     )
 
 
@@ -135,21 +141,14 @@ def overlay_chart(history: pd.DataFrame, height: int = 300) -> alt.Chart:
     the legend's rows. (Fitted into a fixed height, with one legend row per run, 8 runs squeezed the plot to a
     flat line without a y axis and cut the legend after 5 runs.)
     """
-    return (
-        alt.Chart(history)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("epoch:Q", axis=alt.Axis(**COUNT_AXIS)),
-            y=alt.Y(
-                "accuracy:Q",
-                scale=alt.Scale(zero=False),
-                axis=alt.Axis(format=PERCENT_FORMAT, title="validation accuracy"),
-            ),
-            color=alt.Color("run:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=600, symbolLimit=0)),
-            tooltip=["run:N", "epoch:Q", alt.Tooltip("accuracy:Q", format=".2%"), alt.Tooltip("loss:Q", format=".4f")],
-        )
-        .properties(height=height, autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
-    )
+    return per_epoch_lines(
+        history,
+        "accuracy",
+        PERCENT_FORMAT,
+        title="validation accuracy",
+        color=alt.Color("run:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=600, symbolLimit=0)),
+        tooltip=["run:N", "epoch:Q", alt.Tooltip("accuracy:Q", format=".2%"), alt.Tooltip("loss:Q", format=".4f")],
+    ).properties(height=height, autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
 
 
 def sweep_bar_chart(table: pd.DataFrame, height: int = 300) -> alt.Chart:

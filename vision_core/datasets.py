@@ -21,6 +21,7 @@ from torchvision.transforms import v2
 
 from vision_core import data
 from vision_core.augment import CIFAR10_COURSE_PRESET, SHIPPED_DIGIT_PRESET, PipelineSpec, Step
+from vision_core.registry import lookup
 from vision_core.transforms import preprocess_digit
 
 MNIST, CIFAR10, MY_CLASSES = "mnist", "cifar10", "my-classes"
@@ -66,10 +67,7 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
 
 
 def get_dataset(name: str) -> DatasetSpec:
-    try:
-        return _DATASETS[name]
-    except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(_DATASETS)}") from None
+    return lookup(_DATASETS, name, "dataset")
 
 
 def list_datasets() -> list[str]:

@@ -68,6 +68,14 @@ class Family:
 _FAMILIES: dict[str, Family] = {}
 
 
+def lookup(table: Mapping[str, Any], name: str, what: str) -> Any:
+    """``table[name]``, or a KeyError that lists what is known (the registries of families, models, datasets)."""
+    try:
+        return table[name]
+    except KeyError:
+        raise KeyError(f"unknown {what} {name!r}; known: {', '.join(sorted(table))}") from None
+
+
 def register_family(family: Family) -> Family:
     """Add ``family``; every config field must have bounds (checked here, not when a bundle is imported)."""
     if family.name in _FAMILIES:
@@ -80,10 +88,7 @@ def register_family(family: Family) -> Family:
 
 
 def get_family(name: str) -> Family:
-    try:
-        return _FAMILIES[name]
-    except KeyError:
-        raise KeyError(f"unknown architecture {name!r}; known: {sorted(_FAMILIES)}") from None
+    return lookup(_FAMILIES, name, "architecture")
 
 
 def list_families(dataset: str | None = None) -> list[str]:
@@ -142,10 +147,7 @@ def unregister(name: str) -> None:
 
 
 def get_spec(name: str) -> ModelSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; registered: {sorted(_REGISTRY)}") from None
+    return lookup(_REGISTRY, name, "model")
 
 
 def list_models(task: str | None = None, source: Source | None = None) -> list[str]:
