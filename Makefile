@@ -46,7 +46,7 @@ lock: $(DEV_STAMP)
 
 # Every benchmark but the load test, one after the other (about an hour on a 2-core CPU); the README lists their figures.
 bench: $(DEV_STAMP)
-	for script in predict_digit augment photo train_speed run_isolation cifar_transfer; do \
+	for script in predict_digit augment photo train_speed run_isolation inside my_classes cifar_transfer; do \
 		$(BIN)/python benchmarks/$$script.py || exit 1; done
 
 # Rebuild the shipped checkpoints from scratch with their families' recipes (seeded; about two hours on a 2-core CPU).

@@ -108,12 +108,8 @@ def class_set_file() -> str:
 
 def train() -> None:
     try:
-        # A frozen backbone without augmentation: its features are computed once, then only the head trains, 30 times
-        # over, in well under a second. 128 px is what the pictures are kept at.
         base = default_config("effnet_lite0", "auto", MY_CLASSES)
-        cfg = dataclasses.replace(
-            base, class_set=class_set_file(), epochs=30, batch_size=16, image_size=128, augment=False
-        )
+        cfg = dataclasses.replace(base, class_set=class_set_file())
         job = service.submit(cfg, caller, label="My classes · EfficientNet-Lite0 head (frozen backbone)")
     except (ClassSetError, TrainConfigError, BudgetError, QueueFullError, ValueError) as error:
         st.error(f"Cannot train yet: {error}", icon=":material/block:")

@@ -28,6 +28,7 @@ from vision_core.datasets import MNIST, MY_CLASSES, DatasetSpec, get_dataset
 from vision_core.device import describe_device, resolve_device
 from vision_core.evaluation import confusion_matrix, metrics_from_logits, predict_logits
 from vision_core.models.transfer import BACKBONES, TransferNet
+from vision_core.my_classes import IMAGE_SIZE as MY_CLASSES_IMAGE_SIZE
 from vision_core.my_classes import ClassSetError, load_class_set
 from vision_core.registry import Family, ModelSpec, WeightsMissingError, get_family, get_spec, list_models
 from vision_core.transforms import DigitAugment, to_input
@@ -183,12 +184,25 @@ def default_config(model: str, device: str = "auto", dataset: str | None = None)
         ("cifar10", False): (50_000, 15) if on_gpu else (5_000, 3),
         ("cifar10", True): (10_000, 2) if on_gpu else (2_000, 1),
     }
+    if dataset == MY_CLASSES:
+        # A frozen backbone without augmentation: its features are computed once, then only the head trains, 30 times
+        # over, in well under a second. 128 px is what the pictures are kept at (my_classes.IMAGE_SIZE).
+        return dataclasses.replace(
+            base,
+            epochs=30,
+            batch_size=16,
+            image_size=MY_CLASSES_IMAGE_SIZE,
+            augment=False,
+            val_size=200,
+            test_size=1_000,
+            log_every=1,
+        )
     train_size, epochs = sizes.get((dataset, transfer), (base.train_size, base.epochs))
     small = transfer and not on_gpu
     return dataclasses.replace(
         base, train_size=train_size, epochs=epochs, batch_size=32 if small else base.batch_size,
         val_size=200 if small else (500 if dataset != MNIST else 2_000), test_size=1_000 if small else None,
-        image_size=224 if on_gpu else (96 if dataset == MY_CLASSES else 64), log_every=1 if small else 5,
+        image_size=224 if on_gpu else 64, log_every=1 if small else 5,
         augment=not (transfer and base.mode == "features"),
     )  # fmt: skip
 
