@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, without installing the package
 
@@ -297,14 +298,50 @@ async def open_finetune(browser: Browser, url: str, epochs: int, timeout_ms: flo
     return page
 
 
+# Read from the page's live elements only: while a rerun is under way, the last run's heading, bar and results stay on
+# the page, marked stale, until the run that replaces them is over.
+NEW_RUN = """(previous) => {
+    const live = e => !e.closest('[data-stale="true"]');
+    const headings = [...document.querySelectorAll('h1, h2, h3')].filter(live).map(e => e.innerText.match(/^Run #\\d+/));
+    const heading = headings.find(m => m !== null);
+    const bar = [...document.querySelectorAll('[data-testid="stProgress"]')].filter(live)
+        .some(e => /Step [\\d,]+ of [\\d,]+/.test(e.innerText));
+    return heading && !previous.includes(heading[0]) && bar ? heading[0] : null;
+}"""
+LIVE_PROGRESS = """() => [...document.querySelectorAll('[data-testid="stProgress"]')]
+    .filter(e => !e.closest('[data-stale="true"]')).map(e => e.innerText).find(t => /Step [\\d,]+ of/.test(t)) || ''"""
+TEST_ACCURACY = """() => {
+    const metric = [...document.querySelectorAll('[data-testid="stMetric"]')]
+        .find(e => !e.closest('[data-stale="true"]') && e.innerText.includes('Test accuracy'));
+    return metric ? metric.querySelector('[data-testid="stMetricValue"]').innerText.trim() : null;
+}"""
+
+ENDED = (
+    """() => {
+    const live = e => !e.closest('[data-stale="true"]');
+    const stopped = [...document.querySelectorAll('[data-testid="stAlertContentWarning"]')].filter(live)
+        .find(e => e.innerText.includes('Stopped'));
+    return stopped ? stopped.innerText : ("""
+    + TEST_ACCURACY
+    + """)();
+}"""
+)
+
+
 async def start_run(page: Page, training: Training, timeout_ms: float) -> Run:
-    """Click Start run and wait until the new run shows its first step."""
-    await wait_idle(page, timeout_ms)  # a click while the page reruns (a run just ended) can be lost
-    await page.get_by_role("button", name="Start run").click()
-    bar = page.get_by_test_id("stProgress").filter(has_text=PROGRESS)
-    await expect(bar).to_be_visible(timeout=timeout_ms)
-    number = await page.get_by_role("heading", name=re.compile(r"^Run #\d+")).first.inner_text()
-    run = Run(number=number.strip(), started=time.perf_counter())
+    """Click Start run and wait until the new run (a run number not seen before) shows its first step."""
+    previous = [run.number for run in training.runs]
+    for attempt in range(3):  # a click on a button that a rerun is replacing can be lost: click again
+        await wait_idle(page, timeout_ms)
+        await page.get_by_role("button", name="Start run").click()
+        try:
+            number = await page.wait_for_function(NEW_RUN, arg=previous, polling=100, timeout=timeout_ms / 3)
+            break
+        except PlaywrightTimeoutError:
+            await page.screenshot(path=f"{tempfile.gettempdir()}/loadtest-start-run-{len(previous) + 1}-{attempt}.png")
+            if attempt == 2:
+                raise
+    run = Run(number=await number.json_value(), started=time.perf_counter())
     training.runs.append(run)
     return run
 
@@ -339,19 +376,16 @@ async def _keep_training(
     deadline = None  # for the run in progress when the students are done, if none has finished yet
     run = await start_run(page, training, timeout_ms)
     while True:
-        bar = page.get_by_test_id("stProgress").filter(has_text=PROGRESS)
-        text = await bar.first.inner_text() if await bar.count() else ""
+        text = await page.evaluate(LIVE_PROGRESS)  # not a locator: the bar may be gone by the time it is read
         if match := PROGRESS.search(text):
             step, run.total_steps = (int(g.replace(",", "")) for g in match.groups())
             training.samples.append((time.perf_counter(), done_before + step))
-        accuracy = page.get_by_test_id("stMetric").filter(has_text="Test accuracy").get_by_test_id("stMetricValue")
         failed = page.get_by_test_id("stAlertContentError")
         if await failed.count():
             training.problems.append(f"{run.number} failed: {await failed.first.inner_text()}")
             return
-        if await accuracy.count():
+        if value := await page.evaluate(TEST_ACCURACY):
             run.ended = time.perf_counter()
-            value = await accuracy.inner_text()
             run.outcome = f"test accuracy {value}"
             if float(value.rstrip("%")) < min_accuracy:
                 training.problems.append(f"{run.number}: test accuracy {value}, below {min_accuracy}%")
@@ -365,11 +399,16 @@ async def _keep_training(
             deadline = time.perf_counter() + after_s
         if deadline is not None and (any(r.ended for r in training.runs) or time.perf_counter() > deadline):
             await page.get_by_role("button", name="Stop", exact=True).click()
-            stopped = page.get_by_test_id("stAlertContentWarning").filter(has_text="Stopped")
-            await expect(stopped).to_be_visible(timeout=timeout_ms)
+            # The run may finish on its own while Stop is on its way: then its results show instead.
+            ending = await page.wait_for_function(ENDED, polling=200, timeout=timeout_ms)
             run.ended = time.perf_counter()
-            where = re.search(r"at step [\d,]+ of [\d,]+ after [\d.]+ s", await stopped.inner_text())
-            run.outcome = f"stopped {where.group() if where else ''} when the students were done"
+            text = await ending.json_value()
+            where = re.search(r"at step [\d,]+ of [\d,]+ after [\d.]+ s", text)
+            run.outcome = (
+                f"stopped {where.group() if where else ''} when the students were done"
+                if text.startswith("Stopped")
+                else f"test accuracy {text} (it finished before Stop arrived)"
+            )
             return
         await asyncio.sleep(2)
 
