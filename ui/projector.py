@@ -21,7 +21,7 @@ from ui import state
 MIN_TEXT_PX = 24
 ROOT_FONT_PX = 26  # the theme's base is 17 px: about 1.5x everything
 MIN_CHART_PX = 400
-PROJECTOR_CHART_PX = 460
+PROJECTOR_CHART_PX = 560  # the whole chart: Streamlit fits axes and titles into it, the plot keeps ~440 px
 CHART_LABEL_PX, CHART_TITLE_PX = 20, 24
 
 CSS = f"""<style>
@@ -49,8 +49,7 @@ def sized(chart: alt.TopLevelMixin, projector: bool) -> alt.TopLevelMixin:
     lines and large axis type. Off: ``chart`` unchanged."""
     if not projector:
         return chart
-    size = chart.to_dict()
-    height, width = size.get("height"), size.get("width")  # plain numbers where the builders set them
+    height, width = getattr(chart, "height", None), getattr(chart, "width", None)  # numbers where builders set them
     tall = max(height, PROJECTOR_CHART_PX) if isinstance(height, int | float) else PROJECTOR_CHART_PX
     square = isinstance(width, int | float) and width == height  # a confusion matrix stays square
     return (
