@@ -239,11 +239,13 @@ method = method_column.selectbox(
     **state.PHOTO_CAM.widget(options=list(CAM_METHODS)),
 )  # fmt: skip
 top = [prediction.index for prediction in report.predictions]
-classes = [None, *top, *(i for i in range(len(spec.labels)) if i not in top)]
-target = class_column.selectbox(
-    "Explain the class", classes, format_func=lambda i: "each model's top-1" if i is None else spec.labels[i],
-    **state.PHOTO_CLASS.widget(options=classes, fallback=None),
+TOP_1 = -1  # not None: a selectbox seeded with None shows no choice at all
+classes = [TOP_1, *top, *(i for i in range(len(spec.labels)) if i not in top)]
+choice = class_column.selectbox(
+    "Explain the class", classes, format_func=lambda i: "each model's top-1" if i == TOP_1 else spec.labels[i],
+    **state.PHOTO_CLASS.widget(options=classes, fallback=TOP_1),
 )  # fmt: skip
+target = None if choice == TOP_1 else choice
 partners = [None, *others]
 second = second_column.selectbox(
     "Side by side with",

@@ -127,9 +127,9 @@ class Setting(Generic[T]):
 
     def _keep_within(self, options: list[Any], fallback: Any) -> None:
         value = self.get()
-        if isinstance(value, tuple):
+        if isinstance(value, tuple | list):  # a multiselect's choice
             kept = tuple(item for item in value if item in options)
-            if kept != value:
+            if kept != tuple(value):
                 self.set(kept or (fallback if fallback is not None else ()))
         elif value not in options and options:
             self.set(fallback if fallback in options else options[0])
@@ -290,8 +290,9 @@ PHOTO_MODEL = Setting("photo_model", DEFAULT_CLASSIFIER, encode=str, decode=a_na
 PHOTO_LAYERS = Setting[tuple[str, ...]]("photo_layers", (), encode=encode_names, decode=decode_names, in_url=True)
 PHOTO_CHANNELS = Setting("photo_channels", 16, encode=str, decode=whole_number(4, 64), in_url=True)
 PHOTO_CAM = Setting("photo_cam", next(iter(CAM_METHODS)), encode=str, decode=a_name, in_url=True, widget_key="photo_cam_method")  # fmt: skip
-PHOTO_CLASS = Setting[int | None](
-    "photo_class", None, encode=str, decode=whole_number(0, 999), in_url=True, widget_key="photo_cam_class"
+# The class a CAM explains: an ImageNet class index, or -1 for each model's own top-1
+PHOTO_CLASS = Setting(
+    "photo_class", -1, encode=str, decode=whole_number(-1, 999), in_url=True, widget_key="photo_cam_class"
 )
 
 # Fine-tune
