@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from ui import state
+from ui import projector, state
 from ui.resources import SHOWN_CHANNELS, CamChoice, cached_analysis, cached_cam, cached_model
 from ui.scenes import kept_uploads
 from ui.weights import offer_download
@@ -67,7 +67,8 @@ def show_cam(photo_id: str, photo, name: str, method: str, target: int | None, p
     except CamError as error:
         st.warning(str(error), icon=":material/timer_off:")
         return
-    overlay = cam_overlay(denormalize(cam.model_input, get_spec(name).mean_std), cam.heatmap)
+    picture = denormalize(cam.model_input, get_spec(name).mean_std)
+    overlay = cam_overlay(picture, cam.heatmap, colormap=projector.colormap())
     label = f"{CAM_METHODS[method].title} for “{cam.prediction.label}” ({cam.prediction.probability:.1%})"
     st.image(
         overlay,

@@ -143,6 +143,8 @@ def test_photo_explorer_link(page: Page, fresh: Page, app_url: str) -> None:
 def test_fine_tune_link(page: Page, fresh: Page, app_url: str) -> None:
     _open(page, f"{app_url}/finetune")
     _choose(page, "Dataset", "CIFAR-10")
+    expect(page).to_have_url(re.compile(r"ft_data=cifar10"))  # the run that follows the choice is over
+    _idle(page)
     model = _selectbox(page, "Model").input_value()
     link = _copied_link(page)
     assert "ft_data=cifar10" in link, link
@@ -156,6 +158,8 @@ def test_compare_link(page: Page, fresh: Page, app_url: str) -> None:
     _selectbox(page, "Model").click()
     name = page.get_by_role("option").nth(1).inner_text()
     _choose_open(page, "Model", name)
+    expect(page).to_have_url(re.compile(r"cmp_inspect=" + re.escape(name.rsplit("(", 1)[-1].rstrip(")")) + r"\b"))
+    _idle(page)
     link = _copied_link(page)
     assert "cmp_inspect=" in link, link
     _open(fresh, link)

@@ -17,6 +17,7 @@ import altair as alt
 import streamlit as st
 
 from ui import state
+from vision_core.visuals import JET, VIRIDIS, Colormap
 
 MIN_TEXT_PX = 24
 ROOT_FONT_PX = 26  # the theme's base is 17 px: about 1.5x everything
@@ -65,3 +66,9 @@ def sized(chart: alt.TopLevelMixin, projector: bool) -> alt.TopLevelMixin:
 def chart(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
     """``sized`` for this session: ``st.altair_chart(projector.chart(step_loss_chart(events)), ...)``."""
     return sized(chart, on())
+
+
+def colormap() -> Colormap:
+    """Heat maps (class activation maps) in viridis on the projector, whose lightness rises steadily so the map
+    still reads on a washed-out screen; jet, the usual CAM colours, otherwise."""
+    return VIRIDIS if on() else JET

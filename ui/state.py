@@ -49,6 +49,7 @@ from vision_core.photo import DEFAULT_CLASSIFIER
 
 T = TypeVar("T")
 _DECLARED: dict[str, Setting[Any]] = {}
+_UNSET = object()
 _IN_LINK = "state.in_link"  # session key: the names of the settings the current page's link holds (``publish``)
 
 
@@ -113,8 +114,12 @@ class Setting(Generic[T]):
         """
         if options is not None:
             self._keep_within(list(options), fallback)
-        if self.widget_key not in st.session_state:  # first run, or the widget was off screen and forgotten
-            st.session_state[self.widget_key] = self.get()
+        value = self.get()
+        shown = st.session_state.get(self.widget_key, _UNSET)
+        # First run, the widget was off screen and forgotten, or the setting changed without it (a link, a set()):
+        # the widget shows the setting. (A widget's change reaches the setting in ``store``, before the run.)
+        if shown is _UNSET or not _same(shown, value):
+            st.session_state[self.widget_key] = value
 
         def store() -> None:
             value = st.session_state[self.widget_key]
@@ -144,6 +149,13 @@ class Setting(Generic[T]):
                 del st.query_params[self.name]
         elif st.query_params.get(self.name) != text:
             st.query_params[self.name] = text
+
+
+def _same(shown: Any, value: Any) -> bool:
+    """A multiselect shows a list of what a setting keeps as a tuple."""
+    if isinstance(shown, list | tuple) and isinstance(value, list | tuple):
+        return tuple(shown) == tuple(value)
+    return shown == value
 
 
 def declared() -> dict[str, Setting[Any]]:
