@@ -71,13 +71,15 @@ def _selectbox(page: Page, label: str) -> Locator:
     return page.get_by_role("combobox", name=label, exact=True).first
 
 
-def _choose(page: Page, label: str, option: str) -> None:
+def _choose(page: Page, label: str, option: str, in_link: str) -> None:
+    """Pick ``option`` and wait until the link holds ``in_link`` (the run the choice started is then under way)."""
     box = _selectbox(page, label)
     box.scroll_into_view_if_needed()  # scrolling while the list is open closes it
     box.fill(option)  # typing filters the options; Enter takes the first
     expect(page.get_by_role("option", name=option, exact=True)).to_be_visible()
     box.press("Enter")
     expect(_selectbox(page, label)).to_have_value(option)
+    expect(page).to_have_url(re.compile(re.escape(in_link)))
     _idle(page)
 
 
@@ -126,8 +128,8 @@ def test_augmentation_lab_link(page: Page, fresh: Page, app_url: str) -> None:
 
 def test_photo_explorer_link(page: Page, fresh: Page, app_url: str) -> None:
     _open(page, f"{app_url}/photo")
-    _choose(page, "Sample photo", "coffee.png")
-    _choose(page, "Method", "LayerCAM")
+    _choose(page, "Sample photo", "coffee.png", "photo_sample=coffee.png")
+    _choose(page, "Method", "LayerCAM", "photo_cam=layercam")
     top = page.get_by_test_id("stProgress").first
     expect(top).to_contain_text("%")
     answer = top.inner_text()
@@ -142,9 +144,7 @@ def test_photo_explorer_link(page: Page, fresh: Page, app_url: str) -> None:
 
 def test_fine_tune_link(page: Page, fresh: Page, app_url: str) -> None:
     _open(page, f"{app_url}/finetune")
-    _choose(page, "Dataset", "CIFAR-10")
-    expect(page).to_have_url(re.compile(r"ft_data=cifar10"))  # the run that follows the choice is over
-    _idle(page)
+    _choose(page, "Dataset", "CIFAR-10", "ft_data=cifar10")
     model = _selectbox(page, "Model").input_value()
     link = _copied_link(page)
     assert "ft_data=cifar10" in link, link
