@@ -129,17 +129,23 @@ def test_augmentation_lab_link(page: Page, fresh: Page, app_url: str) -> None:
 def test_photo_explorer_link(page: Page, fresh: Page, app_url: str) -> None:
     _open(page, f"{app_url}/photo")
     _choose(page, "Sample photo", "coffee.png", "photo_sample=coffee.png")
-    _choose(page, "Method", "LayerCAM", "photo_cam=layercam")
+    channels = page.get_by_role("slider", name="Channels per layer")
+    channels.focus()
+    page.keyboard.press("End")  # 64 (a slider, not a list: a list far down the page closes as images load)
+    expect(page).to_have_url(re.compile("photo_channels=64"))
+    _idle(page)
     top = page.get_by_test_id("stProgress").first
     expect(top).to_contain_text("%")
     answer = top.inner_text()
+    grids = page.get_by_text(re.compile(r"the 64 strongest$"))
+    expect(grids).not_to_have_count(0)
     link = _copied_link(page)
-    assert "photo_sample=coffee.png" in link and "photo_cam=layercam" in link, link
+    assert "photo_sample=coffee.png" in link and "photo_channels=64" in link, link
     _open(fresh, link)
     expect(_selectbox(fresh, "Sample photo")).to_have_value("coffee.png")
-    expect(_selectbox(fresh, "Method")).to_have_value("LayerCAM")
+    expect(fresh.get_by_role("slider", name="Channels per layer")).to_have_value("64")
     expect(fresh.get_by_test_id("stProgress").first).to_have_text(answer)
-    expect(fresh.get_by_text(re.compile(r"^LayerCAM for"))).not_to_have_count(0)
+    expect(fresh.get_by_text(re.compile(r"the 64 strongest$"))).to_have_count(grids.count())
 
 
 def test_fine_tune_link(page: Page, fresh: Page, app_url: str) -> None:
