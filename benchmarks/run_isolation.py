@@ -95,9 +95,7 @@ def main() -> int:
     measure(models, 20)  # warm up
     idle = measure(models, args.repeats)
     median = statistics.median(idle)
-    print(
-        f"predict_digits (3 models, one 280 x 280 drawing, {args.threads} torch thread(s)), {args.repeats} calls per phase"
-    )
+    print(f"predict_digits (3 models, one 280 x 280 drawing, {args.threads} torch thread(s)), {args.repeats} calls per phase")
     print(summary("idle", idle, None))
     process = while_in_a_process(models, args.repeats)
     print(summary("while LeNet trains in a worker process", process, median))
