@@ -212,7 +212,8 @@ def test_projector_view_meets_its_minimum_sizes(page: Page, app_url: str) -> Non
 
     _open(page, f"{app_url}/augment?projector=1")
     expect(page.get_by_test_id("stSidebar")).to_be_hidden()
-    expect(page.get_by_label("Projector view")).to_be_checked()  # the way back out, on the page
+    leave = page.get_by_role("button", name="Leave projector view")  # the way back out, on the page
+    expect(leave).to_be_visible()
     sizes = page.evaluate(
         """() => [...document.querySelectorAll('[data-testid="stMarkdownContainer"] p, [data-testid="stCaptionContainer"]')]
             .filter(e => e.offsetParent !== null && e.textContent.trim())
@@ -225,3 +226,6 @@ def test_projector_view_meets_its_minimum_sizes(page: Page, app_url: str) -> Non
     assert _plot_height(chart) >= MIN_CHART_PX
     shot = Image.open(io.BytesIO(chart.screenshot()))
     assert shot.height >= MIN_CHART_PX, shot.size  # the screenshot: plot, axes and legend, at 1 px per CSS px
+    leave.click()
+    expect(page.get_by_test_id("stSidebar")).to_be_visible()
+    expect(page).not_to_have_url(re.compile("projector="))

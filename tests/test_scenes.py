@@ -182,7 +182,7 @@ def test_the_projector_makes_every_chart_tall_enough():
 def test_the_projector_flag_in_a_link_turns_the_view_on(app):
     opened = open_link(app, "augment", {"projector": "1"})
     assert not opened.exception and opened.session_state["projector"] is True
-    assert opened.toggle(key="projector.widget").value is True
     assert opened.query_params["projector"] == "1"
-    opened.toggle(key="projector.widget").set_value(False).run()
-    assert "projector" not in opened.query_params
+    next(b for b in opened.button if b.label == "Leave projector view").click().run()
+    assert "projector" not in opened.query_params and opened.session_state["projector"] is False
+    assert opened.toggle(key="projector.widget").value is False  # back in the sidebar, off

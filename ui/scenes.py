@@ -225,7 +225,10 @@ def lecture_controls() -> None:
         bar = st.container(horizontal=True, vertical_alignment="center", gap="medium")
         if scenes:
             bar.html(scene_stepper(scenes))
-        bar.toggle("Projector view", **state.PROJECTOR.widget())
+        # A button, not the sidebar's toggle: it has no state of its own to disagree with the link's flag.
+        bar.button(
+            "Leave projector view", icon=":material/close_fullscreen:", on_click=state.PROJECTOR.set, args=(False,)
+        )
         return
     with st.sidebar.expander("Lecture", icon=":material/slideshow:", expanded=bool(scenes)):
         if scenes:
