@@ -207,6 +207,7 @@ def _plot_height(chart: Locator) -> float:
 def test_projector_view_meets_its_minimum_sizes(page: Page, app_url: str) -> None:
     _open(page, f"{app_url}/augment")
     chart = page.get_by_test_id("stVegaLiteChart").first
+    chart.scroll_into_view_if_needed()  # a chart off screen may not be drawn yet
     expect(chart.locator("path.background")).not_to_have_count(0)
     assert _plot_height(chart) < MIN_CHART_PX  # the measure tells the views apart: 320 px outside the projector
 
@@ -221,8 +222,8 @@ def test_projector_view_meets_its_minimum_sizes(page: Page, app_url: str) -> Non
     )
     assert sizes and min(sizes) >= MIN_TEXT_PX, sizes
     chart = page.get_by_test_id("stVegaLiteChart").first
-    expect(chart.locator("path.background")).not_to_have_count(0)
     chart.scroll_into_view_if_needed()
+    expect(chart.locator("path.background")).not_to_have_count(0)
     assert _plot_height(chart) >= MIN_CHART_PX
     shot = Image.open(io.BytesIO(chart.screenshot()))
     assert shot.height >= MIN_CHART_PX, shot.size  # the screenshot: plot, axes and legend, at 1 px per CSS px
