@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ui import projector, state
 from ui.augment import STEPS, add_step, edit_step, load_spec, show_grid, show_stages
 from ui.charts import robustness_chart
 from ui.resources import cached_mnist, digit_models
@@ -18,7 +19,6 @@ from vision_core.augment import (
     PRESETS,
     PREVIEW_MAX_SIDE,
     PROBES,
-    SHIPPED_DIGIT_PRESET,
     AugmentError,
     PipelineSpec,
     Step,
@@ -33,7 +33,7 @@ from vision_core.augment import (
     spec_to_json,
 )
 
-MNIST, DRAWING, SAMPLE, UPLOAD = "MNIST test digit", "My drawing", "Sample photo", "Upload a photo"
+MNIST, DRAWING, SAMPLE, UPLOAD = state.AUG_SOURCES
 
 
 # Fragments: moving the step-by-step or probe controls reruns only that section, not the whole preview.
@@ -66,7 +66,8 @@ def robustness_probe(digit: torch.Tensor, truth: int | None, models: dict[str, n
     try:
         titled = {get_spec(n).title: model for n, model in models.items()}
         table = robustness_curve(digit, truth, name, values, titled)
-        st.altair_chart(robustness_chart(table, truth, f"{probe.title} ({probe.unit})"), width="stretch")
+        chart = robustness_chart(table, truth, f"{probe.title} ({probe.unit})")
+        st.altair_chart(projector.chart(chart), width="stretch")
         strip = np.linspace(low, high, 7).tolist()
         for column, value, shown in zip(st.columns(7), strip, probe_images(digit, name, strip), strict=True):
             column.image(to_image(shown, size=84), caption=f"{value:.3g}")
@@ -83,15 +84,16 @@ st.caption(
 
 # --- Source image -------------------------------------------------------------------------------------------------
 test = cached_mnist("test")
-st.session_state.setdefault("aug_mnist_index", int(np.random.default_rng().integers(len(test))))
-source = st.radio("Source image", [MNIST, DRAWING, SAMPLE, UPLOAD], horizontal=True)
+if state.AUG_DIGIT.get() is None:  # a random digit, then kept (and in the link)
+    state.AUG_DIGIT.set(int(np.random.default_rng().integers(len(test))))
+source = st.radio("Source image", state.AUG_SOURCES, horizontal=True, **state.AUG_SOURCE.widget())
 image, label = None, None
 picture, chooser = st.columns([1, 3])
 with chooser:
     if source == MNIST:
         if st.button("Another digit", icon=":material/casino:"):
-            st.session_state.aug_mnist_index = int(np.random.default_rng().integers(len(test)))
-        index = st.session_state.aug_mnist_index
+            state.AUG_DIGIT.set(int(np.random.default_rng().integers(len(test))))
+        index = state.AUG_DIGIT.get()
         image, label = to_input(test.images[index : index + 1])[0], int(test.labels[index])
         st.caption(f"MNIST test image #{index}, labelled {label}.")
     elif source == DRAWING:
@@ -106,7 +108,12 @@ with chooser:
         if not photos:
             st.info("No sample photos in data/samples.")
         else:
-            path = st.selectbox("Photo", photos, format_func=lambda p: p.stem.replace("_", " "))
+            by_name = {photo.name: photo for photo in photos}
+            name = st.selectbox(
+                "Photo", list(by_name), format_func=lambda n: by_name[n].stem.replace("_", " "),
+                **state.AUG_PHOTO.widget(options=list(by_name)),
+            )  # fmt: skip
+            path = by_name[name]
             try:
                 image = load_image(path, max_side=PREVIEW_MAX_SIDE)
             except ImageError as error:
@@ -130,8 +137,8 @@ if image is not None:
 
 # --- The pipeline -------------------------------------------------------------------------------------------------
 st.subheader("Pipeline")
-if STEPS not in st.session_state:
-    load_spec(SHIPPED_DIGIT_PRESET)
+if STEPS not in st.session_state:  # the link's pipeline (checked by spec_from_json), else the shipped digit preset
+    load_spec(spec_from_json(state.AUG_PIPELINE.get()))
 preset_column, button_column = st.columns([4, 1], vertical_alignment="bottom")
 preset_column.selectbox("Start from a preset", list(PRESETS), key="aug_preset")
 button_column.button("Use preset", on_click=lambda: load_spec(PRESETS[st.session_state.aug_preset]), width="stretch")
@@ -164,19 +171,21 @@ if problems:
 else:
     try:
         spec = PipelineSpec(tuple(steps))
+        state.AUG_PIPELINE.set(state.compact_pipeline(spec))  # the link holds the last valid pipeline
     except AugmentError as error:  # rules across steps, such as the step limit
         st.error(str(error))
 
 # --- Preview ------------------------------------------------------------------------------------------------------
 if spec is not None and image is not None:
     st.subheader("Preview")
-    st.session_state.setdefault("aug_seed", 0)
     size_column, seed_column, new_column = st.columns([2, 2, 1], vertical_alignment="bottom")
-    grid = size_column.slider("Grid", min_value=1, max_value=6, value=3, help="rows and columns of samples")
-    seed = seed_column.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="aug_seed")
+    grid = size_column.slider(
+        "Grid", min_value=1, max_value=6, help="rows and columns of samples", **state.AUG_GRID.widget()
+    )
+    seed = seed_column.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, **state.AUG_SEED.widget())
     new_column.button(
         "New samples", icon=":material/casino:", width="stretch",
-        on_click=lambda: st.session_state.update(aug_seed=int(np.random.default_rng().integers(2**31))),
+        on_click=lambda: state.AUG_SEED.set(int(np.random.default_rng().integers(2**31))),
     )  # fmt: skip
     try:
         start = time.perf_counter()
@@ -242,7 +251,7 @@ for name, message in unavailable.items():
 if models:
     digit, truth = (image, label) if is_digit else (None, None)
     if digit is None:
-        index = st.session_state.aug_mnist_index
+        index = state.AUG_DIGIT.get()
         digit, truth = to_input(test.images[index : index + 1])[0], int(test.labels[index])
         st.caption(f"The probe needs a digit: MNIST test image #{index} (labelled {truth}).")
     robustness_probe(digit, truth, models)

@@ -5,6 +5,7 @@ import uuid
 
 import streamlit as st
 
+from ui import projector, state
 from ui.charts import overlay_chart, scaling_chart, sweep_bar_chart
 from ui.owner import current_caller
 from ui.resources import (
@@ -111,7 +112,9 @@ if "cmp_message" in st.session_state:
 # --- Scoreboard ----------------------------------------------------------------------------------------------------
 st.subheader("Scoreboard")
 datasets = list_datasets()
-for dataset, tab in zip(datasets, st.tabs([get_dataset(d).title for d in datasets]), strict=True):
+tab_titles = [get_dataset(d).title for d in datasets]
+tabs = st.tabs(tab_titles, **state.CMP_TAB.widget(options=tab_titles))
+for dataset, tab in zip(datasets, tabs, strict=True):
     with tab:
         scores_for(dataset)
 st.caption("Click a column header to sort. Metrics are on each model card's test images.")
@@ -146,12 +149,16 @@ history = history_table(runs, saved=[n for n in carded_models() if get_spec(n).s
 if history.empty:
     st.info("No training curves yet: runs from the Fine-tune page (and saved runs) appear here.", icon=":material/show_chart:")  # fmt: skip
 else:
-    curve_data = st.selectbox("Dataset", list(dict.fromkeys(history["dataset"])), key="cmp_curve_dataset")
+    curve_datasets = list(dict.fromkeys(history["dataset"]))
+    curve_data = st.selectbox("Dataset", curve_datasets, **state.CMP_CURVES.widget(options=curve_datasets))
     of_data = history[history["dataset"] == curve_data]
     labels = list(dict.fromkeys(of_data["run"]))
-    shown = st.multiselect("Runs", labels, default=labels[-4:], key=f"cmp_runs_{curve_data}")
+    if f"cmp_runs_{curve_data}" not in st.session_state:  # each dataset keeps its own choice; a link's runs first
+        st.session_state[f"cmp_runs_{curve_data}"] = [r for r in state.CMP_RUNS.get() if r in labels] or labels[-4:]
+    shown = st.multiselect("Runs", labels, key=f"cmp_runs_{curve_data}")
+    state.CMP_RUNS.set(tuple(shown))
     if shown:
-        st.altair_chart(overlay_chart(of_data[of_data["run"].isin(shown)]), width="stretch")
+        st.altair_chart(projector.chart(overlay_chart(of_data[of_data["run"].isin(shown)])), width="stretch")
 
 # --- Inside a model --------------------------------------------------------------------------------------------------
 st.subheader("Inside a model")
@@ -209,7 +216,7 @@ def show_attention(model, title: str) -> None:
         column.image(heat_image(maps.heads[layer - 1, head]), caption=f"layer {layer}, head {head + 1}")
 
 
-inside_a_model(st.selectbox("Model", names, format_func=lambda n: f"{get_spec(n).title} ({n})", key="cmp_model"))
+inside_a_model(st.selectbox("Model", names, format_func=lambda n: f"{get_spec(n).title} ({n})", **state.CMP_MODEL.widget(options=names)))  # fmt: skip
 
 # --- Sweeps --------------------------------------------------------------------------------------------------------
 st.subheader("Sweeps")
@@ -273,7 +280,8 @@ def sweep_results() -> None:
         finished = int(table["accuracy"].notna().sum()) if len(table) else 0
         st.markdown(f"**{'Hyperparameter grid' if key == 'cmp_grid' else 'Data-size scaling'}**: {finished} of {len(jobs)} runs finished")  # fmt: skip
         if finished:
-            st.altair_chart(sweep_bar_chart(table) if key == "cmp_grid" else scaling_chart(table), width="stretch")
+            chart = sweep_bar_chart(table) if key == "cmp_grid" else scaling_chart(table)
+            st.altair_chart(projector.chart(chart), width="stretch")
         st.dataframe(table, hide_index=True, column_config={"accuracy": st.column_config.NumberColumn(format="percent"), "lr": st.column_config.NumberColumn(format="%g")})  # fmt: skip
     if sweeping and not any(job.active for group in sweeps.values() for job in service.jobs(group)):
         st.rerun(scope="app")

@@ -115,11 +115,10 @@ st.caption(
 
 runs = saved_runs()
 if runs:  # the shipped models always answer; saved runs (some are large) only when picked
-    if state.RUNS_ON_DRAW.widget_key not in st.session_state:  # only runs that still exist
-        st.session_state[state.RUNS_ON_DRAW.widget_key] = [name for name in state.RUNS_ON_DRAW.get() if name in runs]
-    chosen = st.multiselect(
-        "Saved runs to ask as well", runs, format_func=lambda name: get_spec(name).title, **state.RUNS_ON_DRAW.widget()
-    )
+    chosen = st.multiselect(  # only runs that still exist (a link may name a deleted one)
+        "Saved runs to ask as well", runs, format_func=lambda name: get_spec(name).title,
+        **state.RUNS_ON_DRAW.widget(options=runs),
+    )  # fmt: skip
 else:
     chosen = []
 models, problems = digit_models([*SHIPPED_DIGIT_MODELS, *chosen])

@@ -4,6 +4,7 @@ import dataclasses
 
 import streamlit as st
 
+from ui import state
 from ui.augment import STEPS as LAB_STEPS
 from ui.owner import current_caller
 from ui.resources import class_policy, run_service
@@ -119,7 +120,7 @@ def start(cfg: TrainConfig) -> None:
     except (TrainConfigError, WeightsMissingError, BudgetError, QueueFullError, ValueError) as error:
         st.error(f"Cannot start this run: {error}", icon=":material/block:")
     else:
-        st.session_state["ft_job"] = job.id
+        state.FT_RUN.set(job.id)
 
 
 st.title("Fine-tune")
@@ -140,11 +141,15 @@ else:
 
 st.subheader("New run")
 left, right = st.columns(2)
-dataset = left.selectbox("Dataset", list_datasets(), format_func=lambda d: get_dataset(d).title, key="ft_dataset")
+datasets = list_datasets()
+dataset = left.selectbox("Dataset", datasets, format_func=lambda d: get_dataset(d).title, **state.FT_DATASET.widget(options=datasets))  # fmt: skip
 left.caption(get_dataset(dataset).about)
 models = trainable_models(dataset)
 default_model = {"mnist": "lenet", "cifar10": "mish_cnn", MY_CLASSES: "effnet_lite0"}.get(dataset, models[0])
-model = right.selectbox("Model", models, index=models.index(default_model) if default_model in models else 0, format_func=title, key=f"ft_model_{dataset}")  # fmt: skip
+if f"ft_model_{dataset}" not in st.session_state:  # each dataset keeps its own choice; a link's model comes first
+    st.session_state[f"ft_model_{dataset}"] = next(m for m in (state.FT_MODEL.get(), default_model, models[0]) if m in models)  # fmt: skip
+model = right.selectbox("Model", models, format_func=title, key=f"ft_model_{dataset}")
+state.FT_MODEL.set(model)
 right.caption(get_spec(model).description)
 if dataset == MY_CLASSES and not st.session_state.get(CLASS_SET):
     st.info("Add pictures of your classes first, on the My classes page.", icon=":material/add_photo_alternate:")
@@ -178,7 +183,7 @@ if st.button("Start run", type="primary", icon=":material/play_arrow:", disabled
 
 # --- The run -------------------------------------------------------------------------------------------------------
 mine = service.jobs(owner=caller.owner)
-job = find_run(st.session_state.get("ft_job", mine[-1].id if mine else None))  # after a reload: this browser's latest
+job = find_run(state.FT_RUN.get() or (mine[-1].id if mine else None))  # a link's run, else this browser's latest
 if job is not None:
     st.subheader(f"Run #{job.id}" + ("" if job.owned_by(caller) else " (someone else's: you can watch it)"))
     st.caption(f"{job.label} · {describe_augment(job.cfg.augment, job.cfg.dataset)} · device: {job.device}")
@@ -205,5 +210,5 @@ if jobs:
     labels = {j.id: f"#{j.id} {j.label}" for j in jobs}
     chosen = watch_column.selectbox("Show run", list(reversed(labels)), format_func=labels.get, key="ft_watch")
     if button_column.button("Show", width="stretch"):
-        st.session_state["ft_job"] = chosen
+        state.FT_RUN.set(chosen)
         st.rerun()

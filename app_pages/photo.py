@@ -8,7 +8,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from ui import projector, state
 from ui.resources import SHOWN_CHANNELS, CamChoice, cached_analysis, cached_cam, cached_model
+from ui.scenes import kept_uploads
 from ui.weights import offer_download
 from vision_core import ImageError, describe_device, get_spec, list_models, load_image
 from vision_core.cams import CAM_METHODS, MAX_SCORE_CAM_CHANNELS, CamError
@@ -27,8 +29,8 @@ from vision_core.registry import WeightsMissingError, weights_available, weights
 from vision_core.visuals import cam_overlay, denormalize, draw_detections, feature_grid, filter_grid, to_png
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
-SAMPLE, UPLOAD = "Sample photo", "Upload a photo"
-FIRST_SAMPLE = "chelsea.png"
+SAMPLE, UPLOAD = state.PHOTO_SOURCES
+FIRST_SAMPLE = state.PHOTO_SAMPLE.default
 MIN_SCORE = 0.05  # detections are computed once down to this score; the slider then filters them instantly
 
 
@@ -65,7 +67,8 @@ def show_cam(photo_id: str, photo, name: str, method: str, target: int | None, p
     except CamError as error:
         st.warning(str(error), icon=":material/timer_off:")
         return
-    overlay = cam_overlay(denormalize(cam.model_input, get_spec(name).mean_std), cam.heatmap)
+    picture = denormalize(cam.model_input, get_spec(name).mean_std)
+    overlay = cam_overlay(picture, cam.heatmap, colormap=projector.colormap())
     label = f"{CAM_METHODS[method].title} for “{cam.prediction.label}” ({cam.prediction.probability:.1%})"
     st.image(
         overlay,
@@ -73,6 +76,22 @@ def show_cam(photo_id: str, photo, name: str, method: str, target: int | None, p
         f"{'es' if cam.forward_passes > 1 else ''}, {cam.seconds:.2f} s in {cam.precision}",
     )
     download_png("CAM overlay (PNG)", overlay, f"{name}-{method}-{cam.prediction.index}.png", key=f"png-cam-{name}")
+
+
+def uploaded_photo() -> bytes:
+    """The uploaded photo's bytes; without an upload, the photo a link names by hash while the server keeps it."""
+    kinds = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
+    upload = st.file_uploader("A photo (JPEG, PNG, WebP, GIF, BMP or TIFF)", type=kinds)
+    if upload is not None:
+        return upload.getvalue()
+    linked = state.PHOTO_UPLOAD.get()
+    data = kept_uploads().get(linked) if linked else None
+    if data is None:
+        gone = " The photo this link named is no longer kept on the server: upload it again." if linked else ""
+        st.info("Upload a photo to explore it, or switch to a sample photo." + gone, icon=":material/photo_camera:")
+        st.stop()
+    st.caption("The uploaded photo this link names (the server keeps recent uploads for a while).")
+    return data
 
 
 st.title("Photo explorer")
@@ -100,18 +119,15 @@ if not classifiers:
     st.stop()
 
 # --- the photo ---
-source = st.radio("Photo", [SAMPLE, UPLOAD], horizontal=True, label_visibility="collapsed")
+source = st.radio(
+    "Photo", state.PHOTO_SOURCES, horizontal=True, label_visibility="collapsed", **state.PHOTO_SOURCE.widget()
+)
 if source == SAMPLE:
     names = sorted(path.name for path in SAMPLES.iterdir() if path.suffix in (".png", ".jpg"))
-    sample = st.selectbox("Sample photo", names, index=names.index(FIRST_SAMPLE) if FIRST_SAMPLE in names else 0)
+    sample = st.selectbox("Sample photo", names, **state.PHOTO_SAMPLE.widget(options=names, fallback=FIRST_SAMPLE))
     data = (SAMPLES / sample).read_bytes()
 else:
-    kinds = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
-    upload = st.file_uploader("A photo (JPEG, PNG, WebP, GIF, BMP or TIFF)", type=kinds)
-    if upload is None:
-        st.info("Upload a photo to explore it, or switch to a sample photo.", icon=":material/photo_camera:")
-        st.stop()
-    data = upload.getvalue()
+    data = uploaded_photo()
 try:
     # At most 1024 px a side: every model here looks at 224-256 px, and a 49 MP PNG should not travel to the browser.
     photo = load_image(data, draft_size=PHOTO_DRAFT_SIZE, max_side=1024)
@@ -119,11 +135,16 @@ except ImageError as error:
     st.error(f"Cannot use this file: {error}")
     st.stop()
 photo_id = hashlib.sha1(data).hexdigest()
+if source == UPLOAD:  # a link to this view names the photo by its hash; the server keeps recent uploads for it
+    kept_uploads().keep(photo_id, data)
+    state.PHOTO_UPLOAD.set(photo_id)
 
 # --- models and layers ---
 left, right = st.columns(2)
 default = DEFAULT_CLASSIFIER if DEFAULT_CLASSIFIER in classifiers else FALLBACK_CLASSIFIER
-model_name = left.selectbox("Model", classifiers, index=classifiers.index(default), format_func=title)
+model_name = left.selectbox(
+    "Model", classifiers, format_func=title, **state.PHOTO_MODEL.widget(options=classifiers, fallback=default)
+)
 spec = get_spec(model_name)
 others = [name for name in classifiers if name != model_name]
 transformers = [name for name in others if get_spec(name).layers.channels_last]
@@ -155,11 +176,16 @@ st.caption(
     "activation first, each scaled to its own range: early layers respond to edges and colours, later ones to parts."
 )
 controls = st.columns([3, 1])
-picked = controls[0].multiselect(
-    "Layers (early to late)", spec.layers.choices, default=spec.layers.defaults, key=f"layers-{model_name}"
-)
+layers_key = f"layers-{model_name}"  # each model keeps its own choice; the link holds the current model's
+if layers_key not in st.session_state:
+    linked = [name for name in state.PHOTO_LAYERS.get() if name in spec.layers.choices]
+    st.session_state[layers_key] = linked or list(spec.layers.defaults)
+picked = controls[0].multiselect("Layers (early to late)", spec.layers.choices, key=layers_key)
 layers = [name for name in spec.layers.choices if name in picked]  # network order, whatever order they were picked in
-count = controls[1].slider("Channels per layer", min_value=4, max_value=SHOWN_CHANNELS, value=16, step=4)
+state.PHOTO_LAYERS.set(() if layers == list(spec.layers.defaults) else tuple(layers))
+count = controls[1].slider(
+    "Channels per layer", min_value=4, max_value=SHOWN_CHANNELS, step=4, **state.PHOTO_CHANNELS.widget()
+)
 
 try:
     analysis = cached_analysis(photo_id, photo, model_name, tuple(layers), precision)
@@ -210,15 +236,17 @@ st.image(
 st.subheader("Class activation maps: where is the evidence?")
 method_column, class_column, second_column = st.columns(3)
 method = method_column.selectbox(
-    "Method", list(CAM_METHODS), format_func=lambda m: CAM_METHODS[m].title, key="photo_cam_method"
-)
+    "Method", list(CAM_METHODS), format_func=lambda m: CAM_METHODS[m].title,
+    **state.PHOTO_CAM.widget(options=list(CAM_METHODS)),
+)  # fmt: skip
 top = [prediction.index for prediction in report.predictions]
-target = class_column.selectbox(
-    "Explain the class",
-    [None, *top, *(i for i in range(len(spec.labels)) if i not in top)],
-    format_func=lambda i: "each model's top-1" if i is None else spec.labels[i],
-    key="photo_cam_class",
-)
+TOP_1 = -1  # not None: a selectbox seeded with None shows no choice at all
+classes = [TOP_1, *top, *(i for i in range(len(spec.labels)) if i not in top)]
+choice = class_column.selectbox(
+    "Explain the class", classes, format_func=lambda i: "each model's top-1" if i == TOP_1 else spec.labels[i],
+    **state.PHOTO_CLASS.widget(options=classes, fallback=TOP_1),
+)  # fmt: skip
+target = None if choice == TOP_1 else choice
 partners = [None, *others]
 second = second_column.selectbox(
     "Side by side with",

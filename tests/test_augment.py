@@ -834,9 +834,9 @@ def test_page_reorders_and_removes_steps_and_probes_a_drawing(digit):
     next(b for b in at.button if b.key and b.key.startswith("aug-remove-")).click().run()
     assert [s["name"] for s in at.session_state["aug_steps"]] == ["DigitWarp"]
 
-    seed = at.session_state["aug_seed"]
+    seed = at.number_input(key="aug_seed.widget").value
     by_label(at.button, "New samples").click().run()
-    assert at.session_state["aug_seed"] != seed and not at.exception
+    assert at.number_input(key="aug_seed.widget").value != seed and not at.exception
 
     at.session_state["last_drawing"] = torch.rot90(digit, 2, dims=(-2, -1))  # as the Draw page leaves it
     at.radio[0].set_value("My drawing").run()

@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from ui import projector
 from ui.charts import confusion_chart, epoch_chart, step_loss_chart
 from ui.owner import current_caller
 from ui.resources import cached_split, class_policy, run_service, show_on_draw_page
@@ -61,9 +62,9 @@ def show_progress(job: JobView, caller: Caller) -> None:
 def show_charts(job: JobView) -> None:
     events = event_table(job)
     loss_column, epoch_loss_column, accuracy_column = st.columns(3)
-    loss_column.altair_chart(step_loss_chart(events), width="stretch")
-    epoch_loss_column.altair_chart(epoch_chart(events, "loss"), width="stretch")
-    accuracy_column.altair_chart(epoch_chart(events, "accuracy"), width="stretch")
+    loss_column.altair_chart(projector.chart(step_loss_chart(events)), width="stretch")
+    epoch_loss_column.altair_chart(projector.chart(epoch_chart(events, "loss")), width="stretch")
+    accuracy_column.altair_chart(projector.chart(epoch_chart(events, "accuracy")), width="stretch")
 
 
 def find_run(job_id: int | None) -> JobView | None:
@@ -145,7 +146,7 @@ def show_results(job: JobView) -> None:
     matrix_column, gallery_column = st.columns([1, 1])
     with matrix_column:
         st.markdown("**Confusion matrix**")
-        st.altair_chart(confusion_chart(result.confusion), width="content")
+        st.altair_chart(projector.chart(confusion_chart(result.confusion)), width="content")
     with gallery_column:
         images, labels = test_images(job)
         mistakes = misclassified(result, labels, limit=24)

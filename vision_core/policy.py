@@ -104,8 +104,9 @@ def load_policy(path: str | Path | None = None) -> Policy:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise PolicyError(f"{path} is not valid TOML: {error}") from None
     runs, teacher = values.pop("runs", {}), values.pop("teacher", {})
+    values.pop("lecture", None)  # the lecturer's scenes file: read by ui/scenes.py
     if values:
-        raise PolicyError(f"{path}: unknown table(s) {', '.join(values)}; known: runs, teacher")
+        raise PolicyError(f"{path}: unknown table(s) {', '.join(values)}; known: runs, teacher, lecture")
     defaults = Policy()
     sections = {"cpu": defaults.cpu, "cuda": defaults.cuda, "queue": defaults.queue, "saves": defaults.saves}
     if unknown := sorted(set(runs) - set(sections)):

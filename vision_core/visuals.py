@@ -26,6 +26,7 @@ VIRIDIS = (
     (0.75, (94, 201, 98)),
     (1.0, (253, 231, 37)),
 )
+Colormap = Sequence[tuple[float, tuple[int, int, int]]]  # (position in [0, 1], RGB) stops
 JET = ((0.0, (0, 0, 128)), (0.11, (0, 0, 255)), (0.36, (0, 255, 255)), (0.64, (255, 255, 0)), (0.89, (255, 0, 0)), (1.0, (128, 0, 0)))  # fmt: skip
 _GAP = 2  # pixels between tiles
 _PALETTE = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60))  # fmt: skip
@@ -156,12 +157,15 @@ def filter_grid(weights: torch.Tensor, tile: int = 32) -> Image.Image:
     return _tile(_enlarge(pixels, tile), columns=math.ceil(math.sqrt(len(pixels))), background=255)
 
 
-def cam_overlay(picture: Image.Image, heatmap: torch.Tensor, size: int = 448, alpha: float = 0.45) -> Image.Image:
-    """``heatmap`` ((H, W) in [0, 1]) in jet colours over ``picture``, both resized to ``size`` px wide."""
+def cam_overlay(
+    picture: Image.Image, heatmap: torch.Tensor, size: int = 448, alpha: float = 0.45, colormap: Colormap = JET
+) -> Image.Image:
+    """``heatmap`` ((H, W) in [0, 1]) in jet colours (or ``colormap``) over ``picture``, both resized to ``size`` px
+    wide. The projector view passes VIRIDIS: its lightness rises steadily, so the map reads on a washed-out screen."""
     height = max(1, round(size * picture.height / picture.width))
     base = np.asarray(picture.convert("RGB").resize((size, height), Image.Resampling.BICUBIC), dtype=np.float32)
     heat = F.interpolate(heatmap.detach().float().cpu()[None, None], size=(height, size), mode="bilinear")[0, 0]
-    colored = colorize(heat.clamp(0, 1).numpy(), JET).astype(np.float32)
+    colored = colorize(heat.clamp(0, 1).numpy(), colormap).astype(np.float32)
     return Image.fromarray(((1 - alpha) * base + alpha * colored).round().astype(np.uint8), mode="RGB")
 
 
