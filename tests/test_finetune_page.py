@@ -217,9 +217,18 @@ def test_the_teacher_signs_in_and_may_delete_anyones_saved_run(root, runs_dir, t
         assert any("not the teacher's password" in e.value for e in app.error)
         app.text_input(key="teacher-password").set_value("owl")
         button(app, "Sign in").click().run()
+        # The same browser, reloaded (or on the next scene of a lecture): still the teacher; another browser is not.
+        again = AppTest.from_file(str(root / "app.py"), default_timeout=180)
+        again.session_state["owner_token"] = app.session_state["owner_token"]
+        again = again.run().switch_page("app_pages/compare.py").run()
+        other = open_page(root, "app_pages/compare.py")
+        assert any(b.key == "teacher-out" for b in again.button)
+        assert not any(b.key == "cmp_delete_a-students-run" for b in other.button)
         next(b for b in app.button if b.key == "cmp_delete_a-students-run").click().run()
         assert any("Deleted a-students-run" in s.value for s in app.success)
         assert "a-students-run" not in list_models() and not (runs_dir / "a-students-run.safetensors").exists()
+        button(app, "Sign out").click().run()
+        assert any(b.key == "teacher-in" for b in app.button)
     finally:
         class_policy.clear()
 

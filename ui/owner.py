@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
 
 import streamlit as st
 
@@ -18,7 +19,8 @@ from ui.resources import class_policy
 from vision_core.jobs import Caller
 
 COOKIE = "vision_explorer_owner"
-_TOKEN, _TEACHER = "owner_token", "owner_teacher"
+_TOKEN = "owner_token"
+TEACHER_HOURS = 8  # a sign-in lasts a school day in that browser
 _VALID = re.compile(r"[A-Za-z0-9_-]{24,64}")
 _REMEMBER = st.components.v2.component(
     "vision_explorer_owner_cookie",
@@ -54,10 +56,21 @@ def remember_browser() -> None:
         st.session_state[_TOKEN] = adopted
 
 
+@st.cache_resource
+def _teacher_browsers() -> dict[str, float]:
+    """Browsers (owner hashes) signed in as the teacher, and until when. Kept by the server, not in the session: a
+    reload, or the next scene of a lecture (which opens its link afresh), keeps the role."""
+    return {}
+
+
+def _owner() -> str:
+    return hashlib.sha256(_token().encode()).hexdigest()[:16]
+
+
 def current_caller() -> Caller:
-    """This browser, as the run service knows it (and whether the teacher's password was given in this session)."""
-    owner = hashlib.sha256(_token().encode()).hexdigest()[:16]
-    return Caller(owner=owner, teacher=bool(st.session_state.get(_TEACHER)))
+    """This browser, as the run service knows it, and whether it signed in as the teacher."""
+    owner = _owner()
+    return Caller(owner=owner, teacher=time.time() < _teacher_browsers().get(owner, 0.0))
 
 
 def teacher_login() -> None:
@@ -66,15 +79,15 @@ def teacher_login() -> None:
     if not policy.has_teacher:
         return
     with st.sidebar.expander("Teacher", icon=":material/school:", expanded=False):
-        if st.session_state.get(_TEACHER):
+        if current_caller().teacher:
             st.caption("Signed in as the teacher: you may stop or delete any run and delete saved runs.")
             if st.button("Sign out", key="teacher-out"):
-                st.session_state[_TEACHER] = False
+                _teacher_browsers().pop(_owner(), None)
                 st.rerun()
             return
         password = st.text_input("Password", type="password", key="teacher-password")
         if st.button("Sign in", key="teacher-in"):
             if policy.is_teacher_password(password):
-                st.session_state[_TEACHER] = True
+                _teacher_browsers()[_owner()] = time.time() + TEACHER_HOURS * 3600
                 st.rerun()
             st.error("That is not the teacher's password.")
