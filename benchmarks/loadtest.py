@@ -304,12 +304,11 @@ NEW_RUN = """(previous) => {
     const live = e => !e.closest('[data-stale="true"]');
     const headings = [...document.querySelectorAll('h1, h2, h3')].filter(live).map(e => e.innerText.match(/^Run #\\d+/));
     const heading = headings.find(m => m !== null);
-    const bar = [...document.querySelectorAll('[data-testid="stProgress"]')].filter(live)
-        .some(e => /Step [\\d,]+ of [\\d,]+/.test(e.innerText));
-    return heading && !previous.includes(heading[0]) && bar ? heading[0] : null;
+    return heading && !previous.includes(heading[0]) ? heading[0] : null;
 }"""
+# The bar only while its run trains (stale or not: under load the live fragment is often mid-rerun, hence stale).
 LIVE_PROGRESS = """() => [...document.querySelectorAll('[data-testid="stProgress"]')]
-    .filter(e => !e.closest('[data-stale="true"]')).map(e => e.innerText).find(t => /Step [\\d,]+ of/.test(t)) || ''"""
+    .map(e => e.innerText).find(t => /Step [\\d,]+ of/.test(t)) || ''"""
 TEST_ACCURACY = """() => {
     const metric = [...document.querySelectorAll('[data-testid="stMetric"]')]
         .find(e => !e.closest('[data-stale="true"]') && e.innerText.includes('Test accuracy'));
@@ -319,8 +318,8 @@ TEST_ACCURACY = """() => {
 ENDED = (
     """() => {
     const live = e => !e.closest('[data-stale="true"]');
-    const stopped = [...document.querySelectorAll('[data-testid="stAlertContentWarning"]')].filter(live)
-        .find(e => e.innerText.includes('Stopped'));
+    const stopped = [...document.querySelectorAll('[data-testid="stAlertContentWarning"], [data-testid="stAlertContentInfo"]')].filter(live)
+        .find(e => e.innerText.includes('Stopped') || e.innerText.includes('cancelled'));
     return stopped ? stopped.innerText : ("""
     + TEST_ACCURACY
     + """)();
@@ -329,7 +328,8 @@ ENDED = (
 
 
 async def start_run(page: Page, training: Training, timeout_ms: float) -> Run:
-    """Click Start run and wait until the new run (a run number not seen before) shows its first step."""
+    """Click Start run and wait until the page shows the new run (a run number not seen before): it may be starting,
+    training, or, on an idle core, done already (LeNet's 141 steps take about 7 s)."""
     previous = [run.number for run in training.runs]
     for attempt in range(3):  # a click on a button that a rerun is replacing can be lost: click again
         await wait_idle(page, timeout_ms)
@@ -398,7 +398,11 @@ async def _keep_training(
         if students_done.is_set() and deadline is None:
             deadline = time.perf_counter() + after_s
         if deadline is not None and (any(r.ended for r in training.runs) or time.perf_counter() > deadline):
-            await page.get_by_role("button", name="Stop", exact=True).click()
+            stop = page.get_by_role("button", name=re.compile(r"^(Stop|Cancel)$"))
+            if not await stop.count():  # between two reruns, or the run is over: look again
+                await asyncio.sleep(2)
+                continue
+            await stop.first.click()
             # The run may finish on its own while Stop is on its way: then its results show instead.
             ending = await page.wait_for_function(ENDED, polling=200, timeout=timeout_ms)
             run.ended = time.perf_counter()
@@ -406,7 +410,7 @@ async def _keep_training(
             where = re.search(r"at step [\d,]+ of [\d,]+ after [\d.]+ s", text)
             run.outcome = (
                 f"stopped {where.group() if where else ''} when the students were done"
-                if text.startswith("Stopped")
+                if text.startswith(("Stopped", "This run was cancelled"))
                 else f"test accuracy {text} (it finished before Stop arrived)"
             )
             return
