@@ -136,7 +136,7 @@ except ImageError as error:
     st.stop()
 photo_id = hashlib.sha1(data).hexdigest()
 if source == UPLOAD:  # a link to this view names the photo by its hash; the server keeps recent uploads for it
-    kept_uploads().keep(photo_id, data)
+    kept_uploads().put(photo_id, data)
     state.PHOTO_UPLOAD.set(photo_id)
 
 # --- models and layers ---

@@ -18,7 +18,8 @@ from ui import state
 from ui.charts import confusion_chart, epoch_chart, overlay_chart, robustness_chart, step_loss_chart
 from ui.navigation import PAGES
 from ui.projector import MIN_CHART_PX, PROJECTOR_CHART_PX, sized
-from ui.scenes import KeptUploads, SceneError, parse_scenes, scenes_path
+from ui.resources import BoundedCache
+from ui.scenes import SceneError, parse_scenes, scenes_path
 from vision_core.policy import load_policy
 
 PATHS = {page.url_path: page.path for page in PAGES}
@@ -112,17 +113,17 @@ def test_a_link_to_an_uploaded_photo_works_while_the_server_keeps_it(app, root):
     again = open_link(AppTest.from_file(str(root / "app.py"), default_timeout=180), "photo", link)
     assert not again.exception and any("this link names" in c.value for c in again.caption)
     assert any(c.startswith("The photo: 80 × 64") for image in again.get("image") for c in image.captions)
-    kept_uploads()._files.clear()  # the server forgot it (restarted, or newer uploads took its place)
+    kept_uploads().clear()  # the server forgot it (restarted, or newer uploads took its place)
     gone = open_link(AppTest.from_file(str(root / "app.py"), default_timeout=180), "photo", link)
     assert not gone.exception and any("no longer kept" in info.value for info in gone.info)
 
 
 def test_kept_uploads_are_bounded_in_bytes():
-    kept = KeptUploads(max_bytes=100)
+    kept = BoundedCache(max_bytes=100)  # what kept_uploads() is, with a smaller bound
     for name in "abc":
-        kept.keep(name, bytes(40))
+        kept.put(name, bytes(40))
     assert kept.get("a") is None and kept.get("c") == bytes(40) and kept.get("b") == bytes(40)
-    kept.keep("d", bytes(40))  # "b" was read after "c": "c" is now the oldest
+    kept.put("d", bytes(40))  # "b" was read after "c": "c" is now the oldest
     assert kept.get("c") is None and kept.get("b") is not None
 
 

@@ -60,12 +60,16 @@ class BoundedCache:
         self._entries: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+    def get(self, key: Hashable) -> Any | None:
+        """The value kept for ``key`` (now the most recently used), or None."""
         with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key][0]
-        value = compute()  # outside the lock: other sessions' hits and other keys do not wait for this one
+            if key not in self._entries:
+                return None
+            self._entries.move_to_end(key)
+            return self._entries[key][0]
+
+    def put(self, key: Hashable, value: Any) -> None:
+        """Keep ``value`` as the most recently used, forgetting the least recently used beyond the bound."""
         size = size_of(value)
         with self._lock:
             if size <= self.max_bytes:
@@ -73,6 +77,12 @@ class BoundedCache:
                 self._entries.move_to_end(key)
                 while self.nbytes > self.max_bytes:
                     self._entries.popitem(last=False)
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        value = self.get(key)
+        if value is None:
+            value = compute()  # outside the lock: other sessions' hits and other keys do not wait for this one
+            self.put(key, value)
         return value
 
     @property
@@ -91,6 +101,8 @@ def size_of(value: Any) -> int:
     """Bytes held by the tensors and images in ``value`` (dataclasses, dicts, lists and tuples are walked)."""
     if isinstance(value, torch.Tensor):
         return value.numel() * value.element_size()
+    if isinstance(value, bytes | bytearray):
+        return len(value)
     if isinstance(value, Image.Image):
         return value.width * value.height * len(value.getbands())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

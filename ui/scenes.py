@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import html
 import os
-import threading
 import tomllib
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -29,6 +27,7 @@ import streamlit as st
 
 from ui import state
 from ui.navigation import HOME, PAGES
+from ui.resources import BoundedCache
 from vision_core.policy import CONFIG_FILE
 
 MAX_SCENES = 200
@@ -122,32 +121,11 @@ def load_scenes() -> tuple[Scene, ...]:
 
 
 # --- Uploaded photos named by a link ------------------------------------------------------------------------------
-class KeptUploads:
-    """Uploaded files by SHA-1, newest kept, bounded in bytes; thread-safe (shared by every session)."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._files: OrderedDict[str, bytes] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def keep(self, sha1: str, data: bytes) -> None:
-        with self._lock:
-            self._files[sha1] = data
-            self._files.move_to_end(sha1)
-            while sum(map(len, self._files.values())) > self.max_bytes:
-                self._files.popitem(last=False)
-
-    def get(self, sha1: str) -> bytes | None:
-        with self._lock:
-            if sha1 in self._files:
-                self._files.move_to_end(sha1)
-            return self._files.get(sha1)
-
-
 @st.cache_resource
-def kept_uploads() -> KeptUploads:
-    """Uploaded photos a copied link names by hash: it works for others while its photo is among the newest kept."""
-    return KeptUploads(UPLOADS_KEPT_BYTES)
+def kept_uploads() -> BoundedCache:
+    """Uploaded photos (bytes by SHA-1) a copied link names: it works for others while its photo is among the newest
+    kept, up to ``UPLOADS_KEPT_BYTES`` in all."""
+    return BoundedCache(UPLOADS_KEPT_BYTES)
 
 
 # --- The sidebar --------------------------------------------------------------------------------------------------
