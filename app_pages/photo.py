@@ -148,7 +148,12 @@ model_name = left.selectbox(
 spec = get_spec(model_name)
 others = [name for name in classifiers if name != model_name]
 transformers = [name for name in others if get_spec(name).layers.channels_last]
-compare = right.multiselect("Compare side by side with", others, default=transformers, format_func=title)
+compare_key = f"compare-{model_name}"  # as the layers below: each model its own choice, the link the current one's
+if compare_key not in st.session_state:
+    linked = state.PHOTO_COMPARE.get()
+    st.session_state[compare_key] = transformers if linked is None else [name for name in linked if name in others]
+compare = right.multiselect("Compare side by side with", others, format_func=title, key=compare_key)
+state.PHOTO_COMPARE.set(None if compare == transformers else tuple(compare))
 missing = [name for name in list_models(task="imagenet") if name not in classifiers]
 if missing:
     right.caption(f"Available once their weights are fetched (`make weights`): {', '.join(map(title, missing))}.")

@@ -187,3 +187,28 @@ def test_the_projector_flag_in_a_link_turns_the_view_on(app):
     next(b for b in opened.button if b.label == "Leave projector view").click().run()
     assert "projector" not in opened.query_params and opened.session_state["projector"] is False
     assert opened.toggle(key="projector.widget").value is False  # back in the sidebar, off
+
+
+def test_the_photo_explorers_side_by_side_models_are_in_its_link(app, tmp_path):
+    """Issue 12 lists the models among a page's state: the Photo explorer's "compare side by side" too."""
+    import torch
+    from torchvision.models import ResNet50_Weights, resnet50
+
+    from ui.resources import cached_model, clear_photo_caches
+    from vision_core.models.imagenet import hub_checkpoint_path
+
+    path = hub_checkpoint_path(ResNet50_Weights.DEFAULT)  # under this test's TORCH_HOME
+    path.parent.mkdir(parents=True)
+    torch.save(resnet50().state_dict(), path)  # random weights: ResNet-50 is offered, EfficientNet-Lite0 beside it
+    cached_model.clear()
+    try:
+        linked = open_link(app, "photo", {"photo_compare": "efficientnet_lite0"})
+        assert not linked.exception
+        side = linked.multiselect(key="compare-resnet50")
+        assert side.value == ["efficientnet_lite0"]
+        assert dict(linked.query_params)["photo_compare"] == "efficientnet_lite0"
+        side.set_value([]).run()  # back to the page's default beside a CNN (no transformer here): out of the link
+        assert "photo_compare" not in dict(linked.query_params)
+    finally:
+        cached_model.clear()  # this random ResNet-50, and what it said, must not answer for other tests
+        clear_photo_caches()

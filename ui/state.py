@@ -300,6 +300,10 @@ PHOTO_SAMPLE = Setting("photo_sample", "chelsea.png", encode=str, decode=a_name,
 PHOTO_UPLOAD = Setting[str | None]("photo_upload", None, encode=str, decode=sha1_hex, in_url=True)
 PHOTO_MODEL = Setting("photo_model", DEFAULT_CLASSIFIER, encode=str, decode=a_name, in_url=True)
 PHOTO_LAYERS = Setting[tuple[str, ...]]("photo_layers", (), encode=encode_names, decode=decode_names, in_url=True)
+# None: the page's default (the transformers, beside a CNN); () is "none".
+PHOTO_COMPARE = Setting[tuple[str, ...] | None](
+    "photo_compare", None, encode=encode_names, decode=decode_names, in_url=True
+)
 PHOTO_CHANNELS = Setting("photo_channels", 16, encode=str, decode=whole_number(4, 64), in_url=True)
 PHOTO_CAM = Setting("photo_cam", next(iter(CAM_METHODS)), encode=str, decode=a_name, in_url=True, widget_key="photo_cam_method")  # fmt: skip
 # The class a CAM explains: an ImageNet class index, or -1 for each model's own top-1
@@ -329,6 +333,7 @@ PAGE_SETTINGS: dict[str, tuple[Setting[Any], ...]] = {
         PHOTO_SAMPLE,
         PHOTO_UPLOAD,
         PHOTO_MODEL,
+        PHOTO_COMPARE,
         PHOTO_LAYERS,
         PHOTO_CHANNELS,
         PHOTO_CAM,
