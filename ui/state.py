@@ -170,6 +170,9 @@ def publish(page: str) -> None:
     st.session_state[_IN_LINK] = {setting.name for setting in mine}
     for setting in (s for settings in PAGE_SETTINGS.values() for s in settings):
         if setting not in mine and setting.name in st.query_params:
+            # Read before it leaves the link: a fresh session's first run can land on another page than the link's
+            # (a rerun asked before the browser sent its path), and the linked value must survive that run.
+            setting.get()
             del st.query_params[setting.name]
     for setting in mine:
         setting._to_url(setting.get())
